@@ -1,0 +1,190 @@
+"""``sciSR.downscale``: one call from data to super-resolved data of the same kind.
+
+Arrays and tensors are handled here; xarray objects and file paths are handed to the format
+adapters in :mod:`sciSR.io`, which use the same :class:`~sciSR.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from .models.registry import get_entry
+from .normalize import Normalizer
+from .pipeline import Pipeline, model_in_channels
+
+
+def downscale(
+    data: Any,
+    model: str | nn.Module = "rcan",
+    scale: int = 4,
+    *,
+    weights: str | Path | None = None,
+    variables: str | list[str] | None = None,
+    tile: int | None = None,
+    overlap: int | None = None,
+    norm: str | Normalizer | None = "auto",
+    precision: str | None = "auto",
+    device: str | None = "auto",
+    batch_size: int | None = None,
+    progress: bool | None = None,
+    out: str | Path | None = None,
+    dtype: Any = None,
+    blend: str | None = None,
+    **model_kwargs: Any,
+) -> Any:
+    """Super-resolve ``data`` by an integer ``scale`` and return the same kind of object.
+
+    Args:
+        data: numpy array or torch tensor ``(..., H, W)`` (the last two axes are spatial; leading
+            axes are looped, or axis -3 holds channels for a multi-channel model), an
+            ``xr.DataArray``/``xr.Dataset``, or a path (NetCDF, Zarr, GeoTIFF, NIfTI, image).
+        model: Registry name (see :func:`sciSR.list_models`) or a ``torch.nn.Module``.
+        scale: Integer upscaling factor.
+        weights: Weight file (safetensors or a plain state dict); default: shipped weights.
+        variables: Data variables of a Dataset to downscale (default: all with spatial dims).
+        tile: Core tile size in LR pixels; ``None`` picks it from a memory budget, ``0`` disables tiling.
+        overlap: LR halo per tile side; default the model's receptive field (or 16 for
+            networks with an unbounded one, which are blended).
+        norm: ``"auto"``, ``"zscore"``, ``"minmax"``, ``"log1p"``, ``"percentile"`` or ``None``.
+        precision: ``"auto"`` (bf16 where the hardware is fast at it), ``"fp32"``, ``"bf16"``, ``"fp16"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        batch_size: Tiles per forward call.
+        progress: Show a tqdm bar on stderr (``None``: when stderr is a terminal).
+        out: Output path (paths and xarray input); written atomically.
+        dtype: Output dtype; default float32. ``"source"`` restores an integer input dtype
+            (rounded and clipped to its range).
+        blend: ``"crop"``, ``"hann"`` or ``"gaussian"``; default crop for equivariant networks.
+        **model_kwargs: Architecture options (``in_channels``, ``pretrained=False``, sizes...).
+
+    Returns:
+        Same type as ``data`` on the refined grid (for a path: the result as an ``xr.Dataset``).
+
+    Raises:
+        ValueError: Bad shapes, empty or all-NaN data, unknown model, unsupported scale,
+            channel mismatch, or missing weights.
+        TypeError: Unsupported input type or dtype.
+    """
+    opts = dict(weights=weights, tile=tile, overlap=overlap, norm=norm, precision=precision, device=device,
+                batch_size=batch_size, progress=progress, blend=blend)
+    if isinstance(data, (str, Path)):
+        from .io import downscale_path
+
+        return downscale_path(data, model, scale, variables=variables, out=out, dtype=dtype, **opts, **model_kwargs)
+    if _is_xarray(data):
+        from .io import downscale_xarray
+
+        result = downscale_xarray(data, model, scale, variables=variables, dtype=dtype, **opts, **model_kwargs)
+        if out is not None:
+            from .io import write
+
+            write(result, out)
+        return result
+    if out is not None:
+        raise ValueError("out= is for xarray objects and paths; save arrays yourself (np.save) or wrap them in xarray")
+    if variables is not None:
+        raise ValueError("variables= selects Dataset variables; it does not apply to arrays")
+    return downscale_array(data, model, scale, dtype=dtype, **opts, **model_kwargs)
+
+
+def _is_xarray(obj: Any) -> bool:
+    mod = type(obj).__module__
+    return mod.startswith("xarray") and type(obj).__name__ in ("Dataset", "DataArray")
+
+
+def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> int:
+    """Channel count the model expects: explicit ``in_channels``, the module's, or 1."""
+    if "in_channels" in model_kwargs:
+        return int(model_kwargs["in_channels"])
+    if isinstance(model, nn.Module):
+        return model_in_channels(model)
+    get_entry(model)  # unknown names fail early, with suggestions
+    return 1
+
+
+def as_float_array(data: Any) -> tuple[np.ndarray, np.dtype, Any]:
+    """Validate array-like input and convert it to float32 (float64 kept as float64).
+
+    Returns:
+        ``(array, source dtype, torch device or None)``.
+    """
+    torch_device = None
+    if type(data).__module__.startswith("torch"):
+        torch_device = data.device
+        data = data.detach().cpu().numpy()
+    if not isinstance(data, np.ndarray):
+        if hasattr(data, "__array__") or isinstance(data, (list, tuple)):
+            data = np.asarray(data)
+        else:
+            raise TypeError(
+                f"cannot downscale a {type(data).__name__}; pass a numpy array, torch tensor, "
+                f"xarray object or a file path"
+            )
+    src = data.dtype
+    if src.kind not in "fiu":
+        raise TypeError(f"data of dtype {src} cannot be super-resolved; convert it to a float or integer array")
+    if data.ndim < 2:
+        raise ValueError(f"expected an array with at least 2 dims (..., H, W), got shape {data.shape}")
+    if data.size == 0 or min(data.shape[-2:]) < 1:
+        raise ValueError(f"the array is empty (shape {data.shape}); nothing to downscale")
+    arr = data.astype(np.float64 if src == np.float64 else np.float32, copy=False)
+    return arr, src, torch_device
+
+
+def cast_output(y: np.ndarray, src: np.dtype, dtype: Any) -> np.ndarray:
+    """Apply the requested output dtype: float32 by default, ``"source"`` or a dtype (ints round and clip)."""
+    if dtype is None:
+        return y.astype(np.float32, copy=False)
+    target = src if (isinstance(dtype, str) and dtype in ("source", "input")) else np.dtype(dtype)
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        if np.isnan(y).any():
+            raise ValueError(
+                f"output has invalid (NaN) cells that {target} cannot hold; keep the float32 default "
+                f"or fill them first"
+            )
+        return np.clip(np.rint(y), info.min, info.max).astype(target)
+    return y.astype(target, copy=False)
+
+
+def downscale_array(data: Any, model: str | nn.Module = "rcan", scale: int = 4, *, dtype: Any = None,
+                    **kwargs: Any) -> Any:
+    """:func:`downscale` for numpy arrays and torch tensors ``(..., H, W)``.
+
+    Shape:
+        ``(..., H, W) -> (..., s·H, s·W)`` (``(..., C, H, W) -> (..., C_out, s·H, s·W)`` for a
+        multi-channel model).
+    """
+    arr, src, torch_device = as_float_array(data)
+    model_kwargs = {k: v for k, v in kwargs.items() if k not in _PIPELINE_OPTS}
+    opts = {k: v for k, v in kwargs.items() if k in _PIPELINE_OPTS}
+    c = infer_in_channels(model, model_kwargs)
+    model_kwargs["in_channels"] = c
+    if isinstance(model, nn.Module):
+        model_kwargs.pop("in_channels")
+    if c > 1 and (arr.ndim < 3 or arr.shape[-3] != c):
+        raise ValueError(
+            f"the model takes {c} channels on axis -3 but the data have shape {arr.shape}; "
+            f"stack bands as (..., {c}, H, W) or use a 1-channel model"
+        )
+    if not np.isfinite(arr).any():
+        raise ValueError("the data are all NaN/inf: nothing valid to downscale")
+    pipe = Pipeline.build(model, scale, **opts, **model_kwargs)
+    lead = arr.shape[:-3] if c > 1 else arr.shape[:-2]
+    h, w = arr.shape[-2:]
+    block = arr.reshape(-1, c, h, w)
+    y = pipe.run(block, pipe.fit(block))
+    c_out = y.shape[1]
+    y = y.reshape(*lead, *((c_out,) if c > 1 or c_out != c else ()), h * scale, w * scale)
+    y = cast_output(y, src, dtype)
+    if torch_device is not None:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(y)).to(torch_device)
+    return y
+
+
+_PIPELINE_OPTS = ("weights", "tile", "overlap", "norm", "precision", "device", "batch_size", "progress", "blend")

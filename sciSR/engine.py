@@ -1,0 +1,220 @@
+"""Inference engine: device and precision choice, tile batching, ``inference_mode``, progress.
+
+``precision="auto"`` runs bf16 autocast with channels_last memory layout where the hardware has
+native bf16 matrix units (CUDA with bf16, x86 CPUs with AMX/AVX512-BF16) and fp32 elsewhere;
+parameter-free baselines always run fp32. Results are always returned as float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .tiling import Tiler, Window
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/``None`` → CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        ValueError: The device is unknown or not available on this machine.
+    """
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device '{device}'; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'")
+    return dev
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True on x86 CPUs with AMX-BF16 or AVX512-BF16 (where oneDNN runs bf16 faster than fp32)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return ("amx_bf16" in flags or "avx512_bf16" in flags) and torch.backends.mkldnn.is_available()
+
+
+def resolve_precision(precision: str | None, device: torch.device, learned: bool = True) -> str:
+    """Concrete precision (``"fp32"``, ``"bf16"`` or ``"fp16"``) for ``precision`` on ``device``.
+
+    Raises:
+        ValueError: Unknown precision, or one the device cannot run.
+    """
+    p = "auto" if precision is None else str(precision).lower()
+    aliases = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+    p = aliases.get(p, p)
+    if p not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; choose one of {PRECISIONS}")
+    if p == "auto":
+        if not learned:
+            return "fp32"
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    if p == "fp16" and device.type == "cpu":
+        raise ValueError("precision 'fp16' is for GPUs; on the CPU use 'bf16' or 'fp32'")
+    return p
+
+
+@torch.no_grad()
+def activation_bytes_per_pixel(model: nn.Module, in_channels: int, probe: int = 24) -> float:
+    """Largest single activation of ``model`` per LR input pixel, in bytes at fp32.
+
+    Measured with forward hooks on a ``probe × probe`` input.
+    """
+    peak = [0]
+
+    def hook(_m: nn.Module, _i: object, out: object) -> None:
+        if isinstance(out, torch.Tensor):
+            peak[0] = max(peak[0], out.numel())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    try:
+        p = next(model.parameters(), None)
+        dev = p.device if p is not None else torch.device("cpu")
+        model(torch.zeros(1, in_channels, probe, probe, device=dev))
+    finally:
+        for h in handles:
+            h.remove()
+    return 4.0 * max(peak[0], 1) / (probe * probe)
+
+
+def auto_tile_size(model: nn.Module, in_channels: int, halo: int, budget_bytes: float) -> int:
+    """Largest core tile (LR pixels per side) whose activations fit ``budget_bytes``.
+
+    The working set is taken as four times the largest activation (input, output and two
+    residual branches alive at once), at fp32.
+    """
+    per_px = 4.0 * activation_bytes_per_pixel(model, in_channels)
+    side = int(math.sqrt(max(budget_bytes, 1.0) / per_px)) - 2 * halo
+    return int(min(max(side, 32), 4096))
+
+
+def default_budget(device: torch.device) -> float:
+    """Memory budget for one batch of tiles: half the free GPU memory, or 1.5 GiB on the CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return 0.5 * free
+    return 1.5 * 2**30
+
+
+@dataclass
+class Engine:
+    """Runs a model over tiles of a ``(B, C, H, W)`` float32 tensor.
+
+    Attributes:
+        device: Where the model runs.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (concrete, see :func:`resolve_precision`).
+        batch_size: Tiles per forward call.
+        progress: ``True``/``False``, or ``None`` to show a bar only on an interactive stderr.
+        channels_last: Use the NHWC memory layout (on with reduced precision).
+    """
+
+    device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 1
+    progress: bool | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def create(cls, model: nn.Module, device: str | torch.device | None = "auto", precision: str | None = "auto",
+               batch_size: int | None = None, progress: bool | None = None) -> Engine:
+        dev = resolve_device(device)
+        learned = any(True for _ in model.parameters())
+        prec = resolve_precision(precision, dev, learned)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return cls(dev, prec, batch_size or 1, progress, channels_last=prec != "fp32")
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` to the device and layout; set eval mode (BatchNorm in eval)."""
+        model = model.to(self.device).eval()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
+
+    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One batch through the model; returns float32 on the CPU.
+
+        Shape:
+            ``(N, C, h, w) -> (N, C_out, s·h, s·w)``.
+        """
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), self.autocast():
+            y = model(x)
+        return y.float().contiguous().cpu()
+
+    def run(self, model: nn.Module, x: torch.Tensor, tiler: Tiler, desc: str = "sciSR") -> torch.Tensor:
+        """Super-resolve every item of ``x`` tile by tile and merge.
+
+        Shape:
+            ``(B, C, H, W) -> (B, C_out, s·H, s·W)``.
+        """
+        b, _c, h, w = x.shape
+        s = tiler.scale
+        wins = tiler.windows(h, w)
+        jobs = [(i, win) for i in range(b) for win in wins]
+        out: torch.Tensor | None = None
+        wsum = None if tiler.blend == "crop" else torch.zeros(b, s * h, s * w)
+        nb = math.ceil(len(jobs) / self.batch_size)
+        bar = _progress(nb, self.progress, desc)
+        try:
+            for chunk in _chunks(jobs, self.batch_size):
+                batch = torch.stack([x[i, :, win.y0 : win.y1, win.x0 : win.x1] for i, win in chunk])
+                y = self.forward(model, batch)
+                if out is None:
+                    out = torch.zeros(b, y.shape[1], s * h, s * w)
+                for (i, win), yi in zip(chunk, y):
+                    tiler.merge_into(out[i], None if wsum is None else wsum[i], yi, win)
+                bar.update(1)
+        finally:
+            bar.close()
+        assert out is not None
+        if wsum is not None:
+            out /= wsum[:, None]
+        return out
+
+
+def _chunks(jobs: list[tuple[int, Window]], n: int) -> Iterator[list[tuple[int, Window]]]:
+    for k in range(0, len(jobs), n):
+        yield jobs[k : k + n]
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _progress(total: int, progress: bool | None, desc: str):
+    if progress is False or total <= 1 or os.environ.get("SCISR_NO_PROGRESS"):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", disable=None if progress is None else False, leave=False)

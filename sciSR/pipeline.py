@@ -1,0 +1,193 @@
+"""The array core of :func:`sciSR.downscale`: model resolution, normalization, tiling, masks.
+
+:class:`Pipeline` is built once per call and then applied to ``(B, C, H, W)`` numpy blocks;
+the format adapters and the dask path call :meth:`Pipeline.run` on every variable or chunk
+with normalizers fitted once on the whole variable (never per tile or per chunk).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .engine import Engine, auto_tile_size, default_budget
+from .masking import fill_invalid, upsample_mask
+from .models.base import SRModel, check_scale
+from .models.registry import create_model, default_weights_path, get_entry, missing_weights_message
+from .normalize import Normalizer, get_normalizer
+from .tiling import Tiler
+
+
+def resolve_model(model: str | nn.Module, scale: int, in_channels: int = 1,
+                  weights: str | Path | None = None, **model_kwargs: Any) -> nn.Module:
+    """Turn ``model`` (registry name or module) into a ready module for ``scale``.
+
+    Raises:
+        ValueError: Unknown name, unsupported scale, no weights for a learned model, or a
+            module built for another scale.
+    """
+    if isinstance(model, nn.Module):
+        ms = getattr(model, "scale", None)
+        if ms is not None and int(ms) != scale:
+            raise ValueError(f"the model was built for scale {ms} but scale={scale} was asked; pass scale={ms}")
+        if weights is not None:
+            from .models.weights_io import load_weights_into
+
+            load_weights_into(model, weights)
+        return model.eval()
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a registry name or a torch.nn.Module, got {type(model).__name__}")
+    entry = get_entry(model)
+    pretrained = model_kwargs.pop("pretrained", None)
+    if weights is not None:
+        pretrained = weights
+    if entry.trainable and pretrained is None:
+        arch_kw = {k: v for k, v in model_kwargs.items() if k != "out_channels"}
+        if arch_kw or default_weights_path(entry.name, scale, in_channels) is None:
+            check_scale(entry.name, scale, ())
+            raise ValueError(missing_weights_message(entry.name, scale, in_channels))
+        pretrained = True
+    return create_model(entry.name, scale=scale, in_channels=in_channels, pretrained=pretrained, **model_kwargs)
+
+
+def model_in_channels(model: nn.Module) -> int:
+    """Input channels of a module (``in_channels`` attribute or first conv)."""
+    c = getattr(model, "in_channels", None)
+    if c is not None:
+        return int(c)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return 1
+
+
+@dataclass
+class Pipeline:
+    """Model + engine + tiler + normalization settings for one ``downscale`` call.
+
+    Use :meth:`Pipeline.build`; then :meth:`fit` normalizers on whole variables and
+    :meth:`run` blocks of data.
+    """
+
+    model: nn.Module
+    scale: int
+    engine: Engine
+    tile: int | None
+    halo: int
+    blend: str
+    norm: str | Normalizer | None
+    norm_params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, model: str | nn.Module = "rcan", scale: int = 4, *, in_channels: int = 1,
+              weights: str | Path | None = None, tile: int | None = None, overlap: int | None = None,
+              norm: str | Normalizer | None = "auto", precision: str | None = "auto",
+              device: str | torch.device | None = "auto", batch_size: int | None = None,
+              progress: bool | None = None, blend: str | None = None, **model_kwargs: Any) -> Pipeline:
+        scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
+        net = resolve_model(model, scale, in_channels, weights, **model_kwargs)
+        spec = getattr(net, "spec", None)
+        equivariant = bool(spec.equivariant) if spec is not None else False
+        rf = spec.receptive_field if spec is not None else None
+        default_halo = spec.halo if spec is not None else 16
+        halo = default_halo if overlap is None else int(overlap)
+        if overlap is not None and equivariant and rf is not None and halo < rf:
+            warnings.warn(
+                f"overlap={halo} is smaller than the receptive field ({rf} LR px): tile seams are likely; "
+                f"leave overlap unset to use {rf}",
+                stacklevel=3,
+            )
+        blend = blend or ("crop" if equivariant else "hann")
+        engine = Engine.create(net, device, precision, batch_size, progress)
+        net = engine.prepare(net)
+        if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
+            raise ValueError(f"tile must be a positive number of LR pixels (or 0 for no tiling), got {tile!r}")
+        meta = getattr(net, "_weights_metadata", None) or {}
+        learned = any(True for _ in net.parameters())
+        norm_params: dict[str, Any] = {}
+        if isinstance(norm, str) and norm == "auto":
+            if "scisr_norm" in meta:
+                fixed = Normalizer.from_attrs(meta)
+                norm = fixed.kind
+                if meta.get("scisr_norm_fixed") == "1":  # weights trained on these exact statistics
+                    norm_params = dict(fixed.params)
+            else:
+                norm = "minmax" if learned else None
+        return cls(net, scale, engine, tile, halo, blend, norm, norm_params)
+
+    @property
+    def in_channels(self) -> int:
+        return model_in_channels(self.model)
+
+    def tiler_for(self, h: int, w: int) -> Tiler:
+        """Tiler for an ``h × w`` LR array (tile chosen from the memory budget when unset)."""
+        tile = self.tile
+        if tile is None:
+            if not any(True for _ in self.model.parameters()):
+                tile = max(h, w)
+            else:
+                tile = auto_tile_size(self.model, self.in_channels, self.halo, default_budget(self.engine.device))
+        elif tile == 0:
+            tile = max(h, w)
+        return Tiler(int(tile), self.halo, self.scale, self.blend)
+
+    def fit(self, values: np.ndarray, valid: np.ndarray | None = None) -> list[Normalizer]:
+        """One normalizer per channel, fitted on all of ``values`` (``(B, C, H, W)``)."""
+        out = []
+        for c in range(values.shape[1]):
+            nz = get_normalizer(self.norm, **self.norm_params)
+            if self.norm_params:
+                out.append(nz)
+                continue
+            vc = values[:, c]
+            out.append(nz.fit(vc, None if valid is None else valid[:, c]))
+        return out
+
+    def run(self, x: np.ndarray, normalizers: list[Normalizer], periodic_x: bool = False,
+            desc: str = "sciSR") -> np.ndarray:
+        """Super-resolve a block; invalid (non-finite) cells come back as NaN on the HR grid.
+
+        Args:
+            x: ``(B, C, H, W)`` float array; NaN marks invalid cells.
+            normalizers: One fitted normalizer per channel (from :meth:`fit`).
+            periodic_x: Wrap the last axis (global longitude) instead of treating its ends as borders.
+            desc: Progress-bar label.
+
+        Returns:
+            ``(B, C_out, s·H, s·W)`` float32.
+
+        Shape:
+            ``(B, C, H, W) -> (B, C_out, s·H, s·W)``.
+        """
+        b, c, h, w = x.shape
+        s = self.scale
+        valid = np.isfinite(x)
+        z = np.empty((b, c, h, w), dtype=np.float32)
+        for ci, nz in enumerate(normalizers):
+            zc = np.asarray(nz.forward(np.where(valid[:, ci], x[:, ci], 0).astype(np.float64)), dtype=np.float32)
+            for bi in range(b):
+                z[bi, ci] = fill_invalid(zc[bi], valid[bi, ci])
+        pad = 0
+        if periodic_x:
+            pad = min(self.halo, w)
+            z = np.concatenate([z[..., w - pad :], z, z[..., :pad]], axis=-1)
+        tiler = self.tiler_for(h, z.shape[-1])
+        y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
+        if y.shape[-2:] != (s * h, s * z.shape[-1]):
+            raise ValueError(f"the model returned {y.shape[-2:]} for a {(h, z.shape[-1])} input; expected ×{s}")
+        if pad:
+            y = y[..., pad * s : (pad + w) * s]
+        c_out = y.shape[1]
+        out = np.empty_like(y)
+        for co in range(c_out):
+            nz = normalizers[co] if c_out == c else normalizers[0]
+            out[:, co] = np.asarray(nz.inverse(y[:, co]), dtype=np.float32)
+        hr_valid = upsample_mask(valid if c_out == c else valid.all(axis=1, keepdims=True), s)
+        out = np.where(np.broadcast_to(hr_valid, out.shape), out, np.float32(np.nan))
+        return out.astype(np.float32, copy=False)
