@@ -220,7 +220,8 @@ def measure_receptive_field(model: nn.Module, size: int = 0, max_size: int = 513
     """Measure the LR receptive-field half-width of a network from its gradients.
 
     Puts an impulse of gradient on the central output pixel and finds the furthest input pixel
-    that receives a non-zero gradient. Weights are replaced by positive constants in a copy so
+    that receives a non-zero gradient, measured from the LR cell that holds the output pixel
+    (the tiler keeps whole LR cells, so this is the halo a tile needs). Weights are replaced by positive constants in a copy so
     that no path cancels by chance. Returns ``None`` when the support reaches the input border
     even at ``max_size`` (unbounded receptive field).
     """
@@ -244,8 +245,8 @@ def measure_receptive_field(model: nn.Module, size: int = 0, max_size: int = 513
         nz = torch.nonzero(g > 0)
         if nz.numel() == 0:
             return 0
-        ctr_lr = (c + 0.5) / getattr(probe, "scale", 1) - 0.5
-        reach = float(torch.max(torch.abs(nz.float() - ctr_lr)).item())
+        cell = c // getattr(probe, "scale", 1)  # LR cell holding the probed HR pixel (tiles keep whole cells)
+        reach = float(torch.max(torch.abs(nz.float() - cell)).item())
         touches = int(nz.min()) == 0 or int(nz.max()) == size - 1
         if not touches:
             return int(torch.ceil(torch.tensor(reach)).item())
