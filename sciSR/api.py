@@ -68,23 +68,38 @@ def downscale(
             channel mismatch, or missing weights.
         TypeError: Unsupported input type or dtype.
     """
-    opts = dict(weights=weights, tile=tile, overlap=overlap, norm=norm, precision=precision, device=device,
-                batch_size=batch_size, progress=progress, blend=blend)
+    opts = dict(
+        weights=weights,
+        tile=tile,
+        overlap=overlap,
+        norm=norm,
+        precision=precision,
+        device=device,
+        batch_size=batch_size,
+        progress=progress,
+        blend=blend,
+    )
     if isinstance(data, (str, Path)):
         from .io import downscale_path
 
-        return downscale_path(data, model, scale, variables=variables, out=out, dtype=dtype, **opts, **model_kwargs)
+        return downscale_path(
+            data, model, scale, variables=variables, out=out, dtype=dtype, **opts, **model_kwargs
+        )
     if _is_xarray(data):
         from .io import downscale_xarray
 
-        result = downscale_xarray(data, model, scale, variables=variables, dtype=dtype, **opts, **model_kwargs)
+        result = downscale_xarray(
+            data, model, scale, variables=variables, dtype=dtype, **opts, **model_kwargs
+        )
         if out is not None:
             from .io import write
 
             write(result, out)
         return result
     if out is not None:
-        raise ValueError("out= is for xarray objects and paths; save arrays yourself (np.save) or wrap them in xarray")
+        raise ValueError(
+            "out= is for xarray objects and paths; save arrays yourself (np.save) or wrap them in xarray"
+        )
     if variables is not None:
         raise ValueError("variables= selects Dataset variables; it does not apply to arrays")
     return downscale_array(data, model, scale, dtype=dtype, **opts, **model_kwargs)
@@ -125,7 +140,9 @@ def as_float_array(data: Any) -> tuple[np.ndarray, np.dtype, Any]:
             )
     src = data.dtype
     if src.kind not in "fiu":
-        raise TypeError(f"data of dtype {src} cannot be super-resolved; convert it to a float or integer array")
+        raise TypeError(
+            f"data of dtype {src} cannot be super-resolved; convert it to a float or integer array"
+        )
     if data.ndim < 2:
         raise ValueError(f"expected an array with at least 2 dims (..., H, W), got shape {data.shape}")
     if data.size == 0 or min(data.shape[-2:]) < 1:
@@ -150,8 +167,9 @@ def cast_output(y: np.ndarray, src: np.dtype, dtype: Any) -> np.ndarray:
     return y.astype(target, copy=False)
 
 
-def downscale_array(data: Any, model: str | nn.Module = "rcan", scale: int = 4, *, dtype: Any = None,
-                    **kwargs: Any) -> Any:
+def downscale_array(
+    data: Any, model: str | nn.Module = "rcan", scale: int = 4, *, dtype: Any = None, **kwargs: Any
+) -> Any:
     """:func:`downscale` for numpy arrays and torch tensors ``(..., H, W)``.
 
     Shape:
@@ -187,4 +205,14 @@ def downscale_array(data: Any, model: str | nn.Module = "rcan", scale: int = 4, 
     return y
 
 
-_PIPELINE_OPTS = ("weights", "tile", "overlap", "norm", "precision", "device", "batch_size", "progress", "blend")
+_PIPELINE_OPTS = (
+    "weights",
+    "tile",
+    "overlap",
+    "norm",
+    "precision",
+    "device",
+    "batch_size",
+    "progress",
+    "blend",
+)

@@ -36,7 +36,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except (RuntimeError, TypeError):
         raise ValueError(f"unknown device '{device}'; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'")
+        raise ValueError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use device='cpu' or 'auto'"
+        )
     return dev
 
 
@@ -71,6 +73,21 @@ def resolve_precision(precision: str | None, device: torch.device, learned: bool
     if p == "fp16" and device.type == "cpu":
         raise ValueError("precision 'fp16' is for GPUs; on the CPU use 'bf16' or 'fp32'")
     return p
+
+
+def set_cpu_threads() -> int:
+    """Cap torch's intra-op threads at the cores this process may use (containers, cgroups, taskset).
+
+    torch sizes its pool from the machine's cores, which oversubscribes a job pinned to fewer;
+    ``OMP_NUM_THREADS`` or an earlier ``torch.set_num_threads`` by the user is respected.
+    """
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        usable = os.cpu_count() or 1
+    if "OMP_NUM_THREADS" not in os.environ and torch.get_num_threads() > usable:
+        torch.set_num_threads(usable)
+    return torch.get_num_threads()
 
 
 @torch.no_grad()
@@ -134,13 +151,21 @@ class Engine:
     channels_last: bool = False
 
     @classmethod
-    def create(cls, model: nn.Module, device: str | torch.device | None = "auto", precision: str | None = "auto",
-               batch_size: int | None = None, progress: bool | None = None) -> Engine:
+    def create(
+        cls,
+        model: nn.Module,
+        device: str | torch.device | None = "auto",
+        precision: str | None = "auto",
+        batch_size: int | None = None,
+        progress: bool | None = None,
+    ) -> Engine:
         dev = resolve_device(device)
         learned = any(True for _ in model.parameters())
         prec = resolve_precision(precision, dev, learned)
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if dev.type == "cpu":
+            set_cpu_threads()
         return cls(dev, prec, batch_size or 1, progress, channels_last=prec != "fp32")
 
     def prepare(self, model: nn.Module) -> nn.Module:
@@ -217,4 +242,6 @@ def _progress(total: int, progress: bool | None, desc: str):
         return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", disable=None if progress is None else False, leave=False)
+    return tqdm(
+        total=total, desc=desc, unit="batch", disable=None if progress is None else False, leave=False
+    )

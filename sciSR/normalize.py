@@ -54,7 +54,9 @@ class Normalizer:
         ok = np.isfinite(v) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(v))
         sample = v[ok].astype(np.float64)
         if sample.size == 0:
-            raise ValueError("no valid values to normalize: the data are all NaN/fill/nodata; check the mask or nodata value")
+            raise ValueError(
+                "no valid values to normalize: the data are all NaN/fill/nodata; check the mask or nodata"
+            )
         self._fit(sample)
         return self
 

@@ -7,6 +7,7 @@ with normalizers fitted once on the whole variable (never per tile or per chunk)
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,14 +19,19 @@ from torch import nn
 
 from .engine import Engine, auto_tile_size, default_budget
 from .masking import fill_invalid, upsample_mask
-from .models.base import SRModel, check_scale
+from .models.base import check_scale
 from .models.registry import create_model, default_weights_path, get_entry, missing_weights_message
 from .normalize import Normalizer, get_normalizer
 from .tiling import Tiler
 
 
-def resolve_model(model: str | nn.Module, scale: int, in_channels: int = 1,
-                  weights: str | Path | None = None, **model_kwargs: Any) -> nn.Module:
+def resolve_model(
+    model: str | nn.Module,
+    scale: int,
+    in_channels: int = 1,
+    weights: str | Path | None = None,
+    **model_kwargs: Any,
+) -> nn.Module:
     """Turn ``model`` (registry name or module) into a ready module for ``scale``.
 
     Raises:
@@ -35,7 +41,9 @@ def resolve_model(model: str | nn.Module, scale: int, in_channels: int = 1,
     if isinstance(model, nn.Module):
         ms = getattr(model, "scale", None)
         if ms is not None and int(ms) != scale:
-            raise ValueError(f"the model was built for scale {ms} but scale={scale} was asked; pass scale={ms}")
+            raise ValueError(
+                f"the model was built for scale {ms} but scale={scale} was asked; pass scale={ms}"
+            )
         if weights is not None:
             from .models.weights_io import load_weights_into
 
@@ -53,7 +61,9 @@ def resolve_model(model: str | nn.Module, scale: int, in_channels: int = 1,
             check_scale(entry.name, scale, ())
             raise ValueError(missing_weights_message(entry.name, scale, in_channels))
         pretrained = True
-    return create_model(entry.name, scale=scale, in_channels=in_channels, pretrained=pretrained, **model_kwargs)
+    return create_model(
+        entry.name, scale=scale, in_channels=in_channels, pretrained=pretrained, **model_kwargs
+    )
 
 
 def model_in_channels(model: nn.Module) -> int:
@@ -85,11 +95,30 @@ class Pipeline:
     norm_params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, model: str | nn.Module = "rcan", scale: int = 4, *, in_channels: int = 1,
-              weights: str | Path | None = None, tile: int | None = None, overlap: int | None = None,
-              norm: str | Normalizer | None = "auto", precision: str | None = "auto",
-              device: str | torch.device | None = "auto", batch_size: int | None = None,
-              progress: bool | None = None, blend: str | None = None, **model_kwargs: Any) -> Pipeline:
+    def build(
+        cls,
+        model: str | nn.Module = "rcan",
+        scale: int = 4,
+        *,
+        in_channels: int = 1,
+        weights: str | Path | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+        norm: str | Normalizer | None = "auto",
+        precision: str | None = "auto",
+        device: str | torch.device | None = "auto",
+        batch_size: int | None = None,
+        progress: bool | None = None,
+        blend: str | None = None,
+        default_norm: str | None = None,
+        **model_kwargs: Any,
+    ) -> Pipeline:
+        """Resolve the model, engine and settings of one call.
+
+        ``norm="auto"`` means: the normalization recorded in the weights' metadata, else
+        ``default_norm`` (a format's preference, e.g. percentiles for MRI), else ``"minmax"``
+        for learned models (pretrained on [0, 1] photos) and none for interpolation.
+        """
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
         net = resolve_model(model, scale, in_channels, weights, **model_kwargs)
         spec = getattr(net, "spec", None)
@@ -107,7 +136,9 @@ class Pipeline:
         engine = Engine.create(net, device, precision, batch_size, progress)
         net = engine.prepare(net)
         if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
-            raise ValueError(f"tile must be a positive number of LR pixels (or 0 for no tiling), got {tile!r}")
+            raise ValueError(
+                f"tile must be a positive number of LR pixels (or 0 for no tiling), got {tile!r}"
+            )
         meta = getattr(net, "_weights_metadata", None) or {}
         learned = any(True for _ in net.parameters())
         norm_params: dict[str, Any] = {}
@@ -117,6 +148,8 @@ class Pipeline:
                 norm = fixed.kind
                 if meta.get("scisr_norm_fixed") == "1":  # weights trained on these exact statistics
                     norm_params = dict(fixed.params)
+            elif default_norm is not None:
+                norm = default_norm
             else:
                 norm = "minmax" if learned else None
         return cls(net, scale, engine, tile, halo, blend, norm, norm_params)
@@ -132,16 +165,24 @@ class Pipeline:
             if not any(True for _ in self.model.parameters()):
                 tile = max(h, w)
             else:
-                tile = auto_tile_size(self.model, self.in_channels, self.halo, default_budget(self.engine.device))
+                tile = auto_tile_size(
+                    self.model, self.in_channels, self.halo, default_budget(self.engine.device)
+                )
         elif tile == 0:
             tile = max(h, w)
         return Tiler(int(tile), self.halo, self.scale, self.blend)
+
+    def make_normalizer(self) -> Normalizer:
+        """A fresh (unfitted unless the weights fix its parameters) normalizer for one channel."""
+        if isinstance(self.norm, Normalizer):
+            return copy.deepcopy(self.norm)
+        return get_normalizer(self.norm, **self.norm_params)
 
     def fit(self, values: np.ndarray, valid: np.ndarray | None = None) -> list[Normalizer]:
         """One normalizer per channel, fitted on all of ``values`` (``(B, C, H, W)``)."""
         out = []
         for c in range(values.shape[1]):
-            nz = get_normalizer(self.norm, **self.norm_params)
+            nz = self.make_normalizer()
             if self.norm_params:
                 out.append(nz)
                 continue
@@ -149,8 +190,9 @@ class Pipeline:
             out.append(nz.fit(vc, None if valid is None else valid[:, c]))
         return out
 
-    def run(self, x: np.ndarray, normalizers: list[Normalizer], periodic_x: bool = False,
-            desc: str = "sciSR") -> np.ndarray:
+    def run(
+        self, x: np.ndarray, normalizers: list[Normalizer], periodic_x: bool = False, desc: str = "sciSR"
+    ) -> np.ndarray:
         """Super-resolve a block; invalid (non-finite) cells come back as NaN on the HR grid.
 
         Args:
@@ -170,7 +212,9 @@ class Pipeline:
         valid = np.isfinite(x)
         z = np.empty((b, c, h, w), dtype=np.float32)
         for ci, nz in enumerate(normalizers):
-            zc = np.asarray(nz.forward(np.where(valid[:, ci], x[:, ci], 0).astype(np.float64)), dtype=np.float32)
+            zc = np.asarray(
+                nz.forward(np.where(valid[:, ci], x[:, ci], 0).astype(np.float64)), dtype=np.float32
+            )
             for bi in range(b):
                 z[bi, ci] = fill_invalid(zc[bi], valid[bi, ci])
         pad = 0
@@ -180,7 +224,9 @@ class Pipeline:
         tiler = self.tiler_for(h, z.shape[-1])
         y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
         if y.shape[-2:] != (s * h, s * z.shape[-1]):
-            raise ValueError(f"the model returned {y.shape[-2:]} for a {(h, z.shape[-1])} input; expected ×{s}")
+            raise ValueError(
+                f"the model returned {y.shape[-2:]} for a {(h, z.shape[-1])} input; expected ×{s}"
+            )
         if pad:
             y = y[..., pad * s : (pad + w) * s]
         c_out = y.shape[1]

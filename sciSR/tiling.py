@@ -27,7 +27,7 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     if window >= length:
         return [0]
     n = math.ceil((length - window) / stride) + 1
-    return [int(round(i * (length - window) / (n - 1))) for i in range(n)]
+    return [round(i * (length - window) / (n - 1)) for i in range(n)]
 
 
 @dataclass(frozen=True)
@@ -102,14 +102,14 @@ class Tiler:
         ]
 
     def weight(self, win: Window, device: torch.device | None = None) -> torch.Tensor:
-        """HR blending weight of one window, ``(hH, hW)``; flat (=1) toward true borders.
+        """HR blending weight of one window; flat (=1) toward true borders, 0 at interior edges.
 
         Shape:
             ``(s·(y1-y0), s·(x1-x0))``.
         """
         s = self.scale
-        wy = _ramp_1d((win.y1 - win.y0) * s, 2 * self.halo * s, self.blend, win.top, win.bottom)
-        wx = _ramp_1d((win.x1 - win.x0) * s, 2 * self.halo * s, self.blend, win.left, win.right)
+        wy = _ramp_1d((win.y1 - win.y0) * s, self.halo * s, self.blend, win.top, win.bottom)
+        wx = _ramp_1d((win.x1 - win.x0) * s, self.halo * s, self.blend, win.left, win.right)
         return torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(device)
 
     def merge_into(self, out: torch.Tensor, wsum: torch.Tensor | None, y: torch.Tensor, win: Window) -> None:
@@ -126,27 +126,29 @@ class Tiler:
             return
         assert wsum is not None
         w = self.weight(win, y.device)
+        if self.halo == 0:
+            w = torch.ones_like(w)
         out[:, win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += y * w
         wsum[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += w
 
 
-def _ramp_1d(n: int, ramp: int, mode: str, flat_start: bool, flat_end: bool) -> np.ndarray:
-    """1-D blending profile of length ``n``; strictly positive everywhere."""
+def _ramp_1d(n: int, halo: int, mode: str, flat_start: bool, flat_end: bool) -> np.ndarray:
+    """1-D blending profile of length ``n`` (HR pixels) for a window with ``halo`` HR pixels of context.
+
+    On interior sides the outer ``halo // 2`` pixels get weight 0 (they are the ones most
+    disturbed by the window edge), then the weight rises over ``halo`` pixels (raised cosine
+    or Gaussian flank) to 1. Neighbouring windows overlap by ≥ ``2·halo``, so every pixel keeps
+    a positive total weight. Sides on the array's true border stay flat (weight 1).
+    """
     x = np.ones(n, dtype=np.float64)
-    if mode == "gaussian":
-        c = (n - 1) / 2
-        sigma = max(n / 8, 1.0)
-        g = np.exp(-0.5 * ((np.arange(n) - c) / sigma) ** 2)
-        if flat_start:
-            g[: int(c) + 1] = 1.0
-        if flat_end:
-            g[int(math.ceil(c)) :] = 1.0
-        return np.maximum(g, 1e-3)
-    ramp = min(ramp, n // 2)
-    if ramp > 0:
-        r = np.sin(0.5 * np.pi * (np.arange(ramp) + 0.5) / ramp) ** 2
-        if not flat_start:
-            x[:ramp] = r
-        if not flat_end:
-            x[n - ramp :] = np.minimum(x[n - ramp :], r[::-1])
+    margin = min(halo // 2, n // 4)
+    ramp = max(min(halo, n // 2 - margin), 1)
+    t = (np.arange(ramp) + 0.5) / ramp
+    r = np.exp(-0.5 * ((1.0 - t) / 0.4) ** 2) if mode == "gaussian" else np.sin(0.5 * np.pi * t) ** 2
+    prof = np.concatenate([np.zeros(margin), r])
+    k = len(prof)
+    if not flat_start:
+        x[:k] = np.minimum(x[:k], prof)
+    if not flat_end:
+        x[n - k :] = np.minimum(x[n - k :], prof[::-1])
     return x

@@ -175,7 +175,9 @@ class SRModel(nn.Module):
             ``(N, C_in, H, W) -> (N, C_out, H*scale, W*scale)``.
         """
         if x.ndim != 4:
-            raise ValueError(f"{self.registry_name} expects a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.registry_name} expects a (N, C, H, W) tensor, got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.in_channels:
             raise ValueError(
                 f"{self.registry_name} was built for {self.in_channels} input channel(s) but got "
@@ -219,10 +221,10 @@ def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
 def measure_receptive_field(model: nn.Module, size: int = 0, max_size: int = 513) -> int | None:
     """Measure the LR receptive-field half-width of a network from its gradients.
 
-    Puts an impulse of gradient on the central output pixel and finds the furthest input pixel
-    that receives a non-zero gradient, measured from the LR cell that holds the output pixel
-    (the tiler keeps whole LR cells, so this is the halo a tile needs). Weights are replaced by positive constants in a copy so
-    that no path cancels by chance. Returns ``None`` when the support reaches the input border
+    Puts gradient on all ``s × s`` output pixels of the central LR cell and finds the furthest
+    input pixel that receives a non-zero gradient (the tiler keeps whole LR cells, so this is the
+    halo a tile needs; sub-pixel phases at a cell's edge reach further than its centre). Weights
+    are replaced by positive values in a copy so that no path cancels by chance. Returns ``None`` when the support reaches the input border
     even at ``max_size`` (unbounded receptive field).
     """
     import copy
@@ -239,13 +241,13 @@ def measure_receptive_field(model: nn.Module, size: int = 0, max_size: int = 513
         with torch.enable_grad():
             x = torch.zeros(1, in_ch, size, size, requires_grad=True)
             y = probe(x + 0.5)
-            c = y.shape[-1] // 2
-            y[..., c, c].sum().backward()
+            sc = getattr(probe, "scale", 1)
+            cell = size // 2  # probe every sub-pixel of the central LR cell: tiles keep whole cells
+            y[..., cell * sc : (cell + 1) * sc, cell * sc : (cell + 1) * sc].sum().backward()
         g = x.grad.abs().sum(dim=(0, 1))
         nz = torch.nonzero(g > 0)
         if nz.numel() == 0:
             return 0
-        cell = c // getattr(probe, "scale", 1)  # LR cell holding the probed HR pixel (tiles keep whole cells)
         reach = float(torch.max(torch.abs(nz.float() - cell)).item())
         touches = int(nz.min()) == 0 or int(nz.max()) == size - 1
         if not touches:

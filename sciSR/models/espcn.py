@@ -17,10 +17,19 @@ class ESPCN(SRModel):
     """
 
     name = "espcn"
-    paper = "Shi et al., Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel CNN, CVPR 2016"
+    paper = (
+        "Shi et al., Real-Time Single Image and Video Super-Resolution Using an Efficient Sub-Pixel CNN, "
+        "CVPR 2016"
+    )
 
-    def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 channels: tuple[int, int] = (64, 32), kernels: tuple[int, int, int] = (5, 3, 3)) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        channels: tuple[int, int] = (64, 32),
+        kernels: tuple[int, int, int] = (5, 3, 3),
+    ) -> None:
         super().__init__(scale, in_channels, out_channels)
         n1, n2 = channels
         k1, k2, k3 = kernels

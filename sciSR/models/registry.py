@@ -177,9 +177,9 @@ def create_model(
     model = entry.builder(scale=scale, in_channels=in_channels, out_channels=out_channels, **kwargs)
     model.registry_name = entry.name
     if isinstance(pretrained, (str, Path)):
-        from .weights_io import load_weights_into
+        from .checkpoints import load_pretrained_into
 
-        load_weights_into(model, pretrained)
+        load_pretrained_into(model, pretrained)
     elif entry.trainable and pretrained is not False:
         path = default_weights_path(entry.name, model.scale, in_channels) if not kwargs else None
         if path is not None:

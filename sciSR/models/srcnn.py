@@ -23,12 +23,20 @@ class SRCNN(SRModel):
     paper = "Dong et al., Image Super-Resolution Using Deep Convolutional Networks, ECCV 2014"
     upsampling = "pre"
 
-    def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 channels: tuple[int, int] = (64, 32), kernels: tuple[int, int, int] = (9, 5, 5)) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        channels: tuple[int, int] = (64, 32),
+        kernels: tuple[int, int, int] = (9, 5, 5),
+    ) -> None:
         super().__init__(scale, in_channels, out_channels)
         n1, n2 = channels
         k1, k2, k3 = kernels
-        self.features = nn.Sequential(nn.Conv2d(self.in_channels, n1, k1, padding=k1 // 2), nn.ReLU(inplace=True))
+        self.features = nn.Sequential(
+            nn.Conv2d(self.in_channels, n1, k1, padding=k1 // 2), nn.ReLU(inplace=True)
+        )
         self.mapping = nn.Sequential(nn.Conv2d(n1, n2, k2, padding=k2 // 2), nn.ReLU(inplace=True))
         self.reconstruction = nn.Conv2d(n2, self.out_channels, k3, padding=k3 // 2)
         self.config = {"channels": list(channels), "kernels": list(kernels)}

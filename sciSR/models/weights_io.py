@@ -68,7 +68,7 @@ def flatten_state_dict(obj: Any, what: str = "checkpoint") -> dict[str, torch.Te
         raise ValueError(f"{what} holds no tensors; expected a state dict")
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -105,7 +105,9 @@ def load_weights_into(model: nn.Module, path: str | Path, strict: bool = True) -
             parts = []
             if shape_bad:
                 k = shape_bad[0]
-                parts.append(f"shape of '{k}' is {tuple(sd[k].shape)} in the file, {tuple(own[k].shape)} in the model")
+                parts.append(
+                    f"shape of '{k}' is {tuple(sd[k].shape)} in the file, {tuple(own[k].shape)} in the model"
+                )
             if missing:
                 parts.append(f"{len(missing)} missing key(s) e.g. '{missing[0]}'")
             if unexpected:

@@ -20,7 +20,9 @@ def scales_for(name: str) -> list[int]:
 
 
 def entry_default_scale(name: str) -> int:
-    cls_scales = getattr(get_entry(name).builder(scale=2, in_channels=1, **get_entry(name).tiny), "scales", ())
+    cls_scales = getattr(
+        get_entry(name).builder(scale=2, in_channels=1, **get_entry(name).tiny), "scales", ()
+    )
     return 2 if not cls_scales or 2 in cls_scales else cls_scales[0]
 
 

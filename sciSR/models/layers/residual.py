@@ -15,7 +15,9 @@ class ResBlock(nn.Module):
         ``(N, C, H, W) -> (N, C, H, W)``.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 3, res_scale: float = 1.0, bias: bool = True) -> None:
+    def __init__(
+        self, channels: int, kernel_size: int = 3, res_scale: float = 1.0, bias: bool = True
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
             default_conv(channels, channels, kernel_size, bias=bias),

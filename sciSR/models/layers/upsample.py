@@ -23,8 +23,15 @@ class PixelShuffleUpsampler(nn.Sequential):
         ``(N, C, H, W) -> (N, C, H*scale, W*scale)``.
     """
 
-    def __init__(self, scale: int, channels: int, bias: bool = True, act: nn.Module | None = None,
-                 kernel_size: int = 3, groups: int = 1) -> None:
+    def __init__(
+        self,
+        scale: int,
+        channels: int,
+        bias: bool = True,
+        act: nn.Module | None = None,
+        kernel_size: int = 3,
+        groups: int = 1,
+    ) -> None:
         layers: list[nn.Module] = []
         stages = [2] * int(math.log2(scale)) if _is_power_of_two(scale) and scale > 1 else [scale]
         for r in stages:

@@ -1,0 +1,686 @@
+"""GeoTIFF adapter (rasterio): bands, nodata, transform, CRS, tags, packing, COG output.
+
+Dataset layout returned by :meth:`GeoTiffAdapter.open` (compatible with rioxarray):
+
+- one variable ``band_data`` with dims ``(band, y, x)``, float32 (float64 sources stay
+  float64) in *physical* units: band scales/offsets are applied and nodata/masked cells are NaN;
+- coords ``band`` (1-based), ``y``/``x`` cell centres (omitted for rotated transforms),
+  ``band_description`` (when any band has one) and ``spatial_ref`` (``crs_wkt``, ``GeoTransform``);
+- ``band_data.attrs``: band tags shared by all bands (``units`` included); band-specific tags in
+  the JSON attribute ``scisr_band_tags``; ``ds.attrs``: the dataset tags (``AREA_OR_POINT``...);
+- ``band_data.encoding``: ``scisr_source_dtype`` (on disk), ``_FillValue`` (the nodata value), ``scales``,
+  ``offsets``.
+
+Packing rule (scale/offset applied once): float data in these datasets are physical values and
+are written with scale 1 / offset 0; integer data are raw packed values and are written with the
+band scales/offsets of their encoding. So ``dtype="source"`` re-packs the result into the source
+integer type with the source scales/offsets (rounded and clipped), while the float32 default
+stores physical values and never applies a packing twice.
+
+Geometry (DESIGN §4): ``T_new = T @ Affine.scale(1/s)``, same CRS, identical bounds; the output
+nodata mask is exactly the nearest-upsampled input mask. TIFFs without any georeferencing that
+look like photos (8-bit with 1–4 bands, or 16-bit grey) are handed to the image adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from ._stack import dataset_attrs, run_block, sr_attrs
+from .base import Adapter, register_adapter
+from .xarray_core import output_dtype
+
+if TYPE_CHECKING:
+    from affine import Affine
+
+    from ..pipeline import Pipeline
+
+VAR = "band_data"
+#: Attributes that are sciSR/xarray bookkeeping, never written as GeoTIFF tags.
+_NOT_TAGS = (
+    "scisr_format",
+    "scisr_band_tags",
+    "grid_mapping",
+    "_FillValue",
+    "long_name_bands",
+    "coordinates",
+)
+
+
+@register_adapter
+class GeoTiffAdapter(Adapter):
+    """GeoTIFF rasters in and out, bands looped (or stacked as channels of a multi-channel model)."""
+
+    name = "geotiff"
+    extensions = (".tif", ".tiff", ".cog.tif", ".cog.tiff")
+
+    # ------------------------------------------------------------------ read
+    def open(self, path: Path, **kw: Any) -> xr.Dataset:
+        """Read every band; nodata/masked cells → NaN, band scales/offsets applied.
+
+        Raises:
+            ValueError: The file is not a readable raster.
+        """
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                if _looks_like_photo(src):
+                    from .image import ImageAdapter
+
+                    return ImageAdapter().open(path, **kw)
+                raw = src.read()
+                valid = src.read_masks() > 0
+                meta = _read_meta(src)
+        ds = _build_dataset(raw, valid, meta)
+        ds.attrs["scisr_format"] = self.name
+        ds.encoding["source"] = str(path)
+        return ds
+
+    # ------------------------------------------------------------------ geometry
+    def spatial_dims(self, da: xr.DataArray, **kw: Any) -> tuple[str, str] | None:
+        if "y" in da.dims and "x" in da.dims:
+            return ("y", "x")
+        return super().spatial_dims(da, **kw)
+
+    # ------------------------------------------------------------------ downscale
+    def downscale(
+        self,
+        ds: xr.Dataset,
+        pipe: Pipeline,
+        scale: int,
+        *,
+        variables: str | list[str] | None = None,
+        dtype: Any = None,
+        periodic: bool | None = None,
+        channel_dim: str | None = None,
+        **kw: Any,
+    ) -> xr.Dataset:
+        """Super-resolve the raster variables of a GeoTIFF-layout dataset.
+
+        Bands (every non-spatial dim) are looped, each with its own statistics, unless the model
+        takes several channels: then ``channel_dim`` (default ``band``) feeds them together.
+
+        Args:
+            ds: Dataset from :meth:`open` (dims ``(..., y, x)``).
+            pipe: Built pipeline.
+            scale: Integer factor.
+            variables: Variables to downscale (default every one with ``y`` and ``x``).
+            dtype: ``None`` (float32), ``"source"`` (re-pack into the source integer type) or a dtype.
+            periodic: Wrap ``x``; default: a geographic CRS spanning 360°.
+            channel_dim: Dim holding the model's channels (default ``band``).
+            **kw: Generic-path options (``spatial_dims``) for datasets without ``y``/``x`` dims.
+
+        Returns:
+            Dataset on the refined grid: transform ``T @ Affine.scale(1/s)``, same CRS.
+
+        Raises:
+            ValueError: Unknown variables, channel mismatch, all-nodata bands, or NaN cells that
+                an integer ``dtype`` without a nodata value cannot hold.
+        """
+        from affine import Affine
+
+        if ds.attrs.get("scisr_format") == "image":  # a photo-like TIFF opened by the image adapter
+            from .image import ImageAdapter
+
+            return ImageAdapter().downscale(ds, pipe, scale, variables=variables, dtype=dtype, **kw)
+        if not ("y" in ds.dims and "x" in ds.dims) or kw.get("spatial_dims") not in (None, ("y", "x")):
+            return super().downscale(
+                ds,
+                pipe,
+                scale,
+                variables=variables,
+                dtype=dtype,
+                periodic=periodic,
+                channel_dim=channel_dim,
+                **kw,
+            )
+        names = _select(ds, variables)
+        transform = dataset_transform(ds)
+        new_t = transform @ Affine.scale(1.0 / scale)
+        ny, nx = ds.sizes["y"] * scale, ds.sizes["x"] * scale
+        crs = dataset_crs(ds)
+        if periodic is None:
+            periodic = _is_global_lon(transform, ds.sizes["x"], crs)
+        coords = {k: v for k, v in ds.coords.items() if "y" not in v.dims and "x" not in v.dims}
+        if new_t.b == 0 and new_t.d == 0:
+            coords["y"] = ("y", new_t.f + (np.arange(ny) + 0.5) * new_t.e, ds["y"].attrs if "y" in ds else {})
+            coords["x"] = ("x", new_t.c + (np.arange(nx) + 0.5) * new_t.a, ds["x"].attrs if "x" in ds else {})
+        out = xr.Dataset(coords=coords, attrs=dict(ds.attrs))
+        for name, da in ds.data_vars.items():
+            if "y" not in da.dims and "x" not in da.dims:
+                out[name] = da
+        for name in names:
+            var, c_out = _downscale_var(ds[name], pipe, scale, dtype, bool(periodic), channel_dim)
+            out[name] = var
+            if c_out is not None and "band" in out.coords and out.sizes.get("band") != ds.sizes.get("band"):
+                out = out.drop_vars([c for c in out.coords if "band" in out[c].dims and c != "band"])
+        out = _set_geo(out, new_t, crs)
+        out.attrs = dataset_attrs(ds.attrs, pipe, scale, names, self.name)
+        out.encoding["scisr_derived_from"] = ds.encoding.get("source", "")
+        return out
+
+    def finalize(self, out: xr.Dataset, src: xr.Dataset, scale: int) -> xr.Dataset:
+        """Rewrite the transform after the generic path (a cached ``GeoTransform`` goes stale)."""
+        from affine import Affine
+
+        try:
+            t = dataset_transform(src)
+        except ValueError:
+            return out
+        return _set_geo(out, t @ Affine.scale(1.0 / scale), dataset_crs(src))
+
+    # ------------------------------------------------------------------ write
+    def write(
+        self,
+        ds: xr.Dataset,
+        path: Path,
+        *,
+        cog: bool | None = None,
+        compress: str = "deflate",
+        blocksize: int = 256,
+        **kw: Any,
+    ) -> None:
+        """Write a tiled, compressed GeoTIFF (or a COG for ``.cog.tif`` / ``cog=True``).
+
+        Every variable with the spatial dims becomes one band per slice of its other dim (at most
+        one). Float data are written with NaN → nodata (the encoding's ``_FillValue``, else NaN);
+        integer data keep their nodata and scales/offsets. Rows are stored north-up: south-up data
+        (ascending ``y``/latitude) are flipped together with their transform.
+
+        Raises:
+            ValueError: No raster variable, more than one non-spatial dim, or no usable geometry.
+        """
+        if ds.attrs.get("scisr_format") == "image":
+            from .image import ImageAdapter
+
+            ImageAdapter().write(ds, path, **kw)
+            return
+        bands = _collect_bands(ds, self)
+        cog = Path(path).name.lower().endswith((".cog.tif", ".cog.tiff")) if cog is None else cog
+        if cog:
+            tiled = path.with_name(path.name + ".tiled.tif")
+            try:
+                _write_gtiff(bands, tiled, compress, blocksize)
+                _to_cog(tiled, path, compress, blocksize)
+            finally:
+                tiled.unlink(missing_ok=True)
+        else:
+            _write_gtiff(bands, path, compress, blocksize)
+
+
+# ====================================================================== reading helpers
+def _looks_like_photo(src: Any) -> bool:
+    """No CRS, no GCPs, identity transform and an image-like band layout."""
+    if src.crs is not None or src.gcps[0] or not src.transform.is_identity:
+        return False
+    dt = src.dtypes[0]
+    return (dt == "uint8" and src.count in (1, 2, 3, 4)) or (dt == "uint16" and src.count == 1)
+
+
+def _read_meta(src: Any) -> dict[str, Any]:
+    return dict(
+        transform=src.transform,
+        crs=src.crs,
+        nodata=src.nodata,
+        dtype=np.dtype(src.dtypes[0]),
+        descriptions=list(src.descriptions),
+        tags=src.tags(),
+        band_tags=[src.tags(i) for i in src.indexes],
+        units=list(src.units),
+        scales=list(src.scales),
+        offsets=list(src.offsets),
+    )
+
+
+def _build_dataset(raw: np.ndarray, valid: np.ndarray, meta: dict[str, Any]) -> xr.Dataset:
+    """``(band, y, x)`` physical float values (NaN invalid) with rioxarray-style geometry."""
+    fdt = np.float64 if raw.dtype == np.float64 else np.float32
+    vals = raw.astype(fdt)
+    if raw.dtype.kind == "f":
+        valid = valid & np.isfinite(raw)
+    for i, (sc, off) in enumerate(zip(meta["scales"], meta["offsets"])):
+        if (sc, off) != (1.0, 0.0):
+            vals[i] = vals[i] * fdt(sc) + fdt(off)
+    vals[~valid] = np.nan
+    count, h, w = raw.shape
+    t = meta["transform"]
+    coords: dict[str, Any] = {"band": ("band", np.arange(1, count + 1))}
+    if t.b == 0 and t.d == 0:
+        coords["y"] = ("y", t.f + (np.arange(h) + 0.5) * t.e)
+        coords["x"] = ("x", t.c + (np.arange(w) + 0.5) * t.a)
+    if any(meta["descriptions"]):
+        coords["band_description"] = ("band", np.array([d or "" for d in meta["descriptions"]], dtype=object))
+    attrs, band_specific = _split_band_tags(meta["band_tags"], meta["units"])
+    if band_specific:
+        attrs["scisr_band_tags"] = json.dumps(band_specific, sort_keys=True)
+    da = xr.DataArray(vals, dims=("band", "y", "x"), coords=coords, attrs=attrs)
+    da.encoding.update(
+        scisr_source_dtype=meta["dtype"], scales=tuple(meta["scales"]), offsets=tuple(meta["offsets"])
+    )
+    if meta["nodata"] is not None:
+        da.encoding["_FillValue"] = meta["nodata"]
+    ds = xr.Dataset({VAR: da}, attrs={k: v for k, v in meta["tags"].items()})
+    return _set_geo(ds, t, meta["crs"])
+
+
+def _split_band_tags(band_tags: list[dict[str, str]], units: list[str | None]) -> tuple[dict[str, Any], list]:
+    """Tags equal on every band (``units`` included) and the band-specific rest."""
+    tags = [dict(t) for t in band_tags]
+    for t, u in zip(tags, units):
+        if u:
+            t.setdefault("units", u)
+    common = {k: v for k, v in tags[0].items() if all(t.get(k) == v for t in tags)} if tags else {}
+    rest = [{k: v for k, v in t.items() if k not in common} for t in tags]
+    return common, (rest if any(rest) else [])
+
+
+def _set_geo(ds: xr.Dataset, transform: Affine, crs: Any) -> xr.Dataset:
+    """Attach CRS and the (always rewritten) transform on ``spatial_ref`` (rioxarray layout)."""
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    ds = ds.drop_vars("spatial_ref", errors="ignore")
+    for v in ds.data_vars.values():
+        v.attrs.pop("grid_mapping", None)
+        v.encoding.pop("grid_mapping", None)
+    if crs is not None:
+        ds = ds.rio.write_crs(crs)
+    ds = ds.rio.write_transform(transform)
+    for v in ds.data_vars.values():  # xarray keeps grid_mapping in the encoding
+        v.attrs.pop("grid_mapping", None)
+        if "y" in v.dims and "x" in v.dims:
+            v.encoding["grid_mapping"] = "spatial_ref"
+    return ds
+
+
+def dataset_crs(ds: xr.Dataset) -> Any:
+    """``rasterio.crs.CRS`` of ``ds`` (``spatial_ref``/CF grid mapping) or ``None``."""
+    import rioxarray  # noqa: F401
+
+    try:
+        crs = ds.rio.crs
+    except Exception:
+        crs = None
+    if crs is None and "spatial_ref" in ds.coords and ds["spatial_ref"].attrs.get("crs_wkt"):
+        from rasterio.crs import CRS
+
+        crs = CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+    return crs
+
+
+def dataset_transform(ds: xr.Dataset, ydim: str = "y", xdim: str = "x") -> Affine:
+    """Affine transform of ``ds``: ``spatial_ref.GeoTransform`` if the coordinates agree with it.
+
+    Regular 1-D centre coordinates win over a cached ``GeoTransform`` that disagrees with them
+    (other tools leave it stale after reindexing); when they agree the stored transform is used
+    as is, so exact values are not replaced by ones recomputed from rounded coordinates.
+
+    Raises:
+        ValueError: Irregular coordinates, or neither coordinates nor a ``GeoTransform``.
+    """
+    from affine import Affine
+
+    gt = ds["spatial_ref"].attrs.get("GeoTransform") if "spatial_ref" in ds.coords else None
+    stored = Affine.from_gdal(*[float(v) for v in str(gt).split()]) if gt else None
+    if ydim in ds.coords and xdim in ds.coords and ds[ydim].ndim == 1 and ds[xdim].ndim == 1:
+        y, x = np.asarray(ds[ydim].values, float), np.asarray(ds[xdim].values, float)
+        dy, dx = (
+            _spacing(y, ydim, stored.e if stored else None),
+            _spacing(x, xdim, stored.a if stored else None),
+        )
+        derived = Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2)
+        tol = 1e-6 * max(abs(dx), abs(dy))
+        if stored is not None and np.allclose(tuple(stored)[:6], tuple(derived)[:6], rtol=0, atol=tol):
+            return stored
+        return derived
+    if stored is not None:
+        return stored
+    if ydim in ds.dims and xdim in ds.dims:
+        return Affine.identity()  # plain pixel grid
+    raise ValueError(
+        f"no georeferencing found: expected 1-D '{ydim}'/'{xdim}' coords or spatial_ref.GeoTransform"
+    )
+
+
+def _spacing(c: np.ndarray, dim: str, stored: float | None = None) -> float:
+    if c.size < 2:
+        if stored is not None:
+            return stored
+        raise ValueError(
+            f"cannot infer the cell size of '{dim}' from a single coordinate; set spatial_ref.GeoTransform"
+        )
+    d = np.diff(c)
+    step = float((c[-1] - c[0]) / (c.size - 1))
+    if not np.allclose(d, step, rtol=1e-5, atol=1e-9 * max(1.0, abs(step))):
+        raise ValueError(
+            f"coordinate '{dim}' is irregularly spaced (steps {d.min():.6g}..{d.max():.6g}); "
+            f"a GeoTIFF needs a regular grid: regrid first"
+        )
+    return step
+
+
+def _is_global_lon(t: Affine, width: int, crs: Any) -> bool:
+    if crs is None or not getattr(crs, "is_geographic", False) or t.b != 0:
+        return False
+    return abs(abs(t.a) * width - 360.0) < 1e-6 * 360
+
+
+def _select(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str]:
+    raster = [n for n, v in ds.data_vars.items() if "y" in v.dims and "x" in v.dims]
+    if variables is None:
+        if not raster:
+            raise ValueError(
+                f"no variable with dims ('y', 'x') in the dataset (variables: {list(ds.data_vars)})"
+            )
+        return [str(n) for n in raster]
+    names = [variables] if isinstance(variables, str) else list(variables)
+    missing = [n for n in names if n not in ds.data_vars]
+    if missing:
+        raise ValueError(
+            f"variable(s) {missing} not in the dataset; available: {[str(n) for n in ds.data_vars]}"
+        )
+    flat = [n for n in names if n not in raster]
+    if flat:
+        raise ValueError(f"variable(s) {flat} have no ('y', 'x') dims; raster variables: {raster}")
+    return names
+
+
+# ====================================================================== downscale helpers
+def _downscale_var(
+    da: xr.DataArray, pipe: Pipeline, scale: int, dtype: Any, periodic: bool, channel_dim: str | None
+) -> tuple[xr.DataArray, int | None]:
+    """One variable: loop its non-spatial dims (or feed ``channel_dim`` as channels).
+
+    Returns:
+        ``(hr DataArray, output channel count or None when looped)``.
+    """
+    lead = [d for d in da.dims if d not in ("y", "x")]
+    c = pipe.in_channels
+    cdim = None
+    if c > 1:
+        cdim = channel_dim or ("band" if "band" in lead else None)
+        if cdim is None or cdim not in lead or da.sizes[cdim] != c:
+            have = {d: da.sizes[d] for d in lead}
+            raise ValueError(
+                f"the model takes {c} channels but '{da.name}' has non-spatial dims {have}; "
+                f"use a 1-channel model (bands are then looped) or pass channel_dim="
+            )
+        lead = [d for d in lead if d != cdim] + [cdim]
+    arr = da.transpose(*lead, "y", "x").values
+    h, w = arr.shape[-2:]
+    blocks = arr.reshape(-1, c, h, w)
+    src = source_dtype(da)
+    hr = []
+    norms = []
+    for b in blocks:
+        y, nz = run_block(
+            pipe,
+            b[None].astype(np.float32 if b.dtype != np.float64 else np.float64, copy=False),
+            periodic_x=periodic,
+            desc=f"sciSR {da.name}",
+        )
+        hr.append(y[0])
+        norms.extend(nz)
+    c_out = hr[0].shape[0]
+    y = np.stack(hr)  # (N, c_out, sH, sW)
+    out_lead = [d for d in lead if d != cdim]
+    shape = [da.sizes[d] for d in out_lead]
+    if cdim is not None:
+        y = y.reshape(*shape, c_out, h * scale, w * scale)
+        dims = [*out_lead, cdim, "y", "x"]
+    else:
+        y = y.reshape(*shape, h * scale, w * scale)
+        dims = [*out_lead, "y", "x"]
+    enc = dict(da.encoding)
+    nodata = enc.get("_FillValue")
+    band_axis = dims.index("band") if "band" in dims else None
+    values, enc = _cast(y, src, dtype, nodata, enc, band_axis)
+    attrs = sr_attrs(da.attrs, pipe, scale, norms)
+    coords = {d: da.coords[d] for d in dims if d in da.coords and d not in ("y", "x")}
+    if cdim is not None and c_out != c:
+        coords.pop(cdim, None)
+    out = xr.DataArray(values, dims=dims, coords=coords, attrs=attrs, name=da.name)
+    out = out.transpose(*[d for d in da.dims if d in dims])
+    out.encoding.update({k: v for k, v in enc.items() if k in ("dtype", "_FillValue", "scales", "offsets")})
+    if out.dtype.kind in "iu":
+        out.encoding["scisr_source_dtype"] = out.dtype
+    return out, (c_out if cdim is not None else None)
+
+
+def source_dtype(da: xr.DataArray) -> np.dtype:
+    """The on-disk dtype ``dtype="source"`` restores (``scisr_source_dtype``/``dtype`` encoding)."""
+    enc = da.encoding
+    return np.dtype(enc.get("scisr_source_dtype", enc.get("rasterio_dtype", enc.get("dtype", da.dtype))))
+
+
+def _cast(
+    y: np.ndarray, src: np.dtype, dtype: Any, nodata: Any, enc: dict[str, Any], band_axis: int | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Apply the output dtype; integer output is re-packed with the band scales/offsets.
+
+    Invalid (NaN) cells get the nodata value; a valid cell that rounds onto the nodata value is
+    moved one step away from it so the mask stays exactly the nearest-upsampled input mask.
+    """
+    target = output_dtype(src, dtype)
+    enc = dict(enc)
+    enc["dtype"] = target
+    if target.kind == "f":
+        enc.pop("scales", None)
+        enc.pop("offsets", None)
+        return y.astype(target, copy=False), enc
+    if target.kind not in "iu":
+        raise TypeError(f"cannot write raster values as {target}; use a float or integer dtype")
+    raw = y.astype(np.float64)
+    scales, offsets = enc.get("scales"), enc.get("offsets")
+    if scales is not None and band_axis is not None and len(scales) == raw.shape[band_axis]:
+        shape = [1] * raw.ndim
+        shape[band_axis] = -1
+        raw = (raw - np.reshape(offsets, shape)) / np.reshape(scales, shape)
+    elif scales is not None and len(set(scales)) == 1 and len(set(offsets)) == 1:
+        raw = (raw - offsets[0]) / scales[0]
+    invalid = np.isnan(raw)
+    info = np.iinfo(target)
+    usable = nodata is not None and np.isfinite(nodata) and info.min <= nodata <= info.max
+    if invalid.any() and not usable:
+        raise ValueError(
+            f"the output has nodata (NaN) cells that {target} cannot mark: the source has no "
+            f"usable nodata value ({nodata}); keep the float32 default"
+        )
+    from ..api import cast_output
+
+    out = cast_output(np.where(invalid, 0.0, raw), src, target)
+    if usable:
+        nd = target.type(nodata)
+        clash = ~invalid & (out == nd)
+        out[clash] = nd + 1 if nd < info.max else nd - 1
+        out[invalid] = nd
+    return out, enc
+
+
+# ====================================================================== writing helpers
+def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
+    """Stack every raster variable into ``(count, H, W)`` with per-band metadata and geometry."""
+    names = [n for n, v in ds.data_vars.items() if adapter.spatial_dims(v) is not None]
+    if not names:
+        raise ValueError(
+            f"nothing to write as GeoTIFF: no variable has spatial dims (variables: {list(ds.data_vars)})"
+        )
+    ydim, xdim = adapter.spatial_dims(ds[names[0]])  # type: ignore[misc]
+    dtype = _band_dtype([ds[n].dtype for n in names])
+    arrays, descs, btags, scales, offsets, nodatas = [], [], [], [], [], []
+    multi = len(names) > 1
+    for name in names:
+        da = ds[name]
+        lead = [d for d in da.dims if d not in (ydim, xdim)]
+        if len(lead) > 1:
+            raise ValueError(
+                f"'{name}' has {len(lead)} non-spatial dims {lead}; a GeoTIFF holds one band dim: "
+                f"select the others first (e.g. ds.isel({lead[0]}=0))"
+            )
+        a = np.asarray(da.transpose(*lead, ydim, xdim).values)
+        a = a.reshape(-1, *a.shape[-2:])
+        n = a.shape[0]
+        enc = da.encoding
+        packed = a.dtype.kind in "iu" and enc.get("scales") is not None and len(enc["scales"]) == n
+        if packed and dtype.kind == "f":  # mixed with float variables: unpack to physical values
+            a = a * np.reshape(enc["scales"], (-1, 1, 1)) + np.reshape(enc["offsets"], (-1, 1, 1))
+            packed = False
+        arrays.append(a.astype(dtype, copy=False))
+        scales.extend(enc["scales"] if packed else [1.0] * n)
+        offsets.extend(enc["offsets"] if packed else [0.0] * n)
+        per_band = json.loads(da.attrs["scisr_band_tags"]) if "scisr_band_tags" in da.attrs else []
+        if len(per_band) != n:
+            per_band = [{}] * n
+        common = {k: _tag(v) for k, v in da.attrs.items() if k not in _NOT_TAGS and _tag(v) is not None}
+        btags.extend({**common, **pb} for pb in per_band)
+        descs.extend(_band_descriptions(da, name, lead, n, multi))
+        nodatas.append(enc.get("_FillValue", da.attrs.get("_FillValue")))
+    data = np.concatenate(arrays)
+    nodata = next((v for v in nodatas if v is not None), None)
+    if dtype.kind == "f":
+        invalid = np.isnan(data)
+        if nodata is None and invalid.any():
+            nodata = float("nan")
+        if nodata is not None and not np.isnan(nodata):
+            nd = dtype.type(nodata)
+            clash = ~invalid & (data == nd)
+            if clash.any():
+                data = data.copy()
+                data[clash] = np.nextafter(nd, dtype.type(np.inf) if nd < 0 else dtype.type(-np.inf))
+            data = np.where(invalid, nd, data)
+    tmp = ds[names[0]]
+    geo = xr.Dataset(coords={c: tmp.coords[c] for c in (ydim, xdim) if c in tmp.coords})
+    if "spatial_ref" in ds.coords:
+        geo = geo.assign_coords(spatial_ref=ds["spatial_ref"])
+    transform = dataset_transform(geo, ydim, xdim)
+    crs = (
+        dataset_crs(ds)
+        if "spatial_ref" in ds.coords or any("grid_mapping" in ds[n].attrs for n in names)
+        else None
+    )
+    if crs is None and _is_latlon(ds, ydim, xdim):
+        from rasterio.crs import CRS
+
+        crs = CRS.from_epsg(4326)
+    if transform.e > 0 and transform.b == 0 and transform.d == 0:  # south-up rows → north-up
+        from affine import Affine
+
+        data = data[:, ::-1, :]
+        h = data.shape[1]
+        transform = Affine(transform.a, 0.0, transform.c, 0.0, -transform.e, transform.f + h * transform.e)
+    tags = {k: _tag(v) for k, v in ds.attrs.items() if k not in _NOT_TAGS and _tag(v) is not None}
+    return dict(
+        data=np.ascontiguousarray(data),
+        transform=transform,
+        crs=crs,
+        nodata=nodata,
+        descriptions=descs,
+        band_tags=btags,
+        tags=tags,
+        scales=scales,
+        offsets=offsets,
+    )
+
+
+def _band_dtype(dtypes: list[np.dtype]) -> np.dtype:
+    """One GeoTIFF dtype for all bands (bool → uint8, float16 → float32)."""
+    dt = np.result_type(*dtypes)
+    if dt.kind == "b":
+        return np.dtype(np.uint8)
+    if dt.kind == "f":
+        return np.dtype(np.float64 if dt == np.float64 else np.float32)
+    if dt.kind in "iu":
+        return dt
+    raise TypeError(f"cannot write {dt} data as GeoTIFF; convert to a numeric dtype")
+
+
+def _tag(v: Any) -> str | None:
+    if isinstance(v, (str, int, float, np.number, np.bool_, bool)):
+        return str(v)
+    if isinstance(v, (list, tuple, np.ndarray)) and np.size(v) <= 64:
+        return " ".join(str(x) for x in np.asarray(v).ravel())
+    return None
+
+
+def _band_descriptions(da: xr.DataArray, name: str, lead: list[str], n: int, multi: bool) -> list[str]:
+    if lead and "band_description" in da.coords and da["band_description"].dims == (lead[0],):
+        return [str(d) for d in da["band_description"].values]
+    if not lead:
+        return [str(da.attrs.get("long_name", name)) if multi or name != VAR else ""]
+    if name == VAR and not multi:
+        return [""] * n
+    vals = da[lead[0]].values if lead[0] in da.coords else np.arange(n)
+    return [f"{name} {lead[0]}={v}" for v in vals]
+
+
+def _is_latlon(ds: xr.Dataset, ydim: str, xdim: str) -> bool:
+    def units(d: str) -> str:
+        return str(ds[d].attrs.get("units", "")) if d in ds.coords else ""
+
+    return (units(ydim).startswith("degree") and units(xdim).startswith("degree")) or (
+        ydim.lower() in ("lat", "latitude") and xdim.lower() in ("lon", "longitude")
+    )
+
+
+def _write_gtiff(b: dict[str, Any], path: Path, compress: str, blocksize: int) -> None:
+    import rasterio
+
+    data = b["data"]
+    count, h, w = data.shape
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        count=count,
+        dtype=data.dtype.name,
+        crs=b["crs"],
+        transform=b["transform"],
+        nodata=b["nodata"],
+        tiled=True,
+        blockxsize=blocksize,
+        blockysize=blocksize,
+        compress=compress,
+        BIGTIFF="IF_SAFER",
+    )
+    if compress.lower() in ("deflate", "lzw", "zstd"):
+        profile["predictor"] = 3 if data.dtype.kind == "f" else 2
+    if count > 1:
+        profile["interleave"] = "band"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i in range(count):
+            if b["descriptions"][i]:
+                dst.set_band_description(i + 1, b["descriptions"][i])
+            tags = dict(b["band_tags"][i])
+            unit = tags.pop("units", None)
+            if unit:
+                dst.set_band_unit(i + 1, unit)
+            if tags:
+                dst.update_tags(i + 1, **tags)
+        if any(s != 1.0 for s in b["scales"]) or any(o != 0.0 for o in b["offsets"]):
+            dst.scales = tuple(b["scales"])
+            dst.offsets = tuple(b["offsets"])
+        if b["tags"]:
+            dst.update_tags(**b["tags"])
+
+
+def _to_cog(src: Path, dst: Path, compress: str, blocksize: int) -> None:
+    """Convert a tiled GTiff into a Cloud-Optimized GeoTIFF (GDAL's COG driver)."""
+    import rasterio
+    from rasterio.shutil import copy as rio_copy
+
+    with rasterio.open(src) as f:
+        kind = np.dtype(f.dtypes[0]).kind
+    opts = dict(driver="COG", compress=compress.upper(), blocksize=max(blocksize, 16), BIGTIFF="IF_SAFER")
+    if compress.lower() in ("deflate", "lzw", "zstd"):
+        opts["predictor"] = "FLOATING_POINT" if kind == "f" else "STANDARD"
+    rio_copy(str(src), str(dst), **opts)

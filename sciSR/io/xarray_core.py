@@ -1,0 +1,490 @@
+"""The generic xarray path shared by every adapter: one variable at a time onto the refined grid.
+
+For each selected data variable with both spatial dims: spatial dims go last, the other dims
+(time, level, member, band) are flattened into the batch, normalizers are fitted once on the whole
+variable (global statistics, DESIGN §6), the pipeline runs, and the result is rebuilt on the grid
+refined by :class:`sciSR.grid.Grid`. Dask-backed variables stay lazy: statistics are dask
+reductions, and the model runs per chunk through ``map_blocks`` with an explicit ``meta`` so that
+dask never calls it on empty arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections.abc import Callable, Hashable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+from ..grid import Grid, no_spatial_dims_error
+
+if TYPE_CHECKING:
+    from ..normalize import Normalizer
+    from ..pipeline import Pipeline
+
+SpatialDimsOf = Callable[[xr.DataArray], "tuple[str, str] | None"]
+
+#: attributes that refinement makes wrong (matched against lower-case names)
+_INVALIDATED = re.compile(
+    r"^(actual_range|valid_(min|max|range)|.*resolution.*|grid_spacing|d[xy]|cell_?size|pixel_?size"
+    r"|scale_factor|add_offset|_fillvalue|missing_value|_unsigned|_chunksizes)$"
+)
+#: encoding keys describing storage layout, never carried to a new file
+_LAYOUT_ENCODING = (
+    "chunks",
+    "chunksizes",
+    "preferred_chunks",
+    "source",
+    "original_shape",
+    "contiguous",
+    "shards",
+    "compressors",
+    "filters",
+    "serializer",
+    "compressor",
+)
+#: encoding keys of a source variable that stay meaningful on the downscaled variable
+_KEPT_ENCODING = ("grid_mapping", "coordinates", "cell_measures")
+#: HR output bytes per eager batch (limits peak memory over long loop dims)
+_EAGER_BATCH_BYTES = 1 << 28
+
+
+def downscale_dataset(
+    ds: xr.Dataset,
+    pipe: Pipeline,
+    scale: int,
+    *,
+    variables: str | list[str] | None = None,
+    dtype: Any = None,
+    spatial_dims_of: SpatialDimsOf,
+    periodic: bool | None = None,
+    channel_dim: str | None = None,
+) -> xr.Dataset:
+    """Downscale the selected variables of ``ds`` and rebuild the Dataset on the refined grid.
+
+    Variables without spatial dims are copied unchanged; bounds and 2-D coordinates are refined;
+    other variables that touch a spatial dim but are not downscaled are dropped with a warning.
+
+    Raises:
+        ValueError: A named variable is missing or has no spatial dims, no variable has spatial
+            dims, irregular spacing without bounds, all-NaN data.
+    """
+    selected = select_variables(ds, variables, spatial_dims_of)
+    grids = {dims: Grid(ds, *dims) for dims in dict.fromkeys(selected.values())}
+    refined: dict[Hashable, xr.Variable] = {}
+    for grid in grids.values():
+        refined.update(grid.refine(scale))
+    spatial = {d for dims in grids for d in dims}
+    model_name = pipeline_model_name(pipe)
+
+    data_vars: dict[Hashable, xr.Variable] = {}
+    dropped: list[str] = []
+    for name, var in ds.data_vars.items():
+        if name in selected:
+            grid = grids[selected[name]]
+            wrap = grid.periodic_x if periodic is None else bool(periodic)
+            data_vars[name] = downscale_variable(
+                var,
+                pipe,
+                scale,
+                grid.dims,
+                dtype=dtype,
+                periodic_x=wrap,
+                channel_dim=channel_dim,
+                model_name=model_name,
+            )
+        elif name in refined:
+            data_vars[name] = refined[name]
+        elif not set(var.dims) & spatial:
+            data_vars[name] = copy_variable(var.variable)
+        else:
+            dropped.append(str(name))
+    coords: dict[Hashable, xr.Variable] = {}
+    for name, c in ds.coords.items():
+        if name in refined:
+            coords[name] = refined[name]
+        elif not set(c.dims) & spatial:
+            coords[name] = copy_variable(c.variable)
+            if c.dims == (name,):  # CF: coordinate variables carry no fill value
+                coords[name].encoding.setdefault("_FillValue", None)
+        else:
+            dropped.append(str(name))
+    if dropped:
+        warnings.warn(
+            f"dropped {dropped}: they lie on the spatial grid but were not downscaled "
+            f"(select them with variables= to downscale them too)",
+            stacklevel=4,
+        )
+    line = history_line(model_name, scale, list(selected))
+    out = xr.Dataset(data_vars, coords=coords, attrs=output_attrs(ds.attrs, line))
+    source = ds.encoding.get("source") or ds.encoding.get("scisr_derived_from")
+    if source:
+        out.encoding["scisr_derived_from"] = source
+    if "unlimited_dims" in ds.encoding:
+        out.encoding["unlimited_dims"] = set(ds.encoding["unlimited_dims"]) - spatial
+    return out
+
+
+def select_variables(
+    ds: xr.Dataset, variables: str | list[str] | None, spatial_dims_of: SpatialDimsOf
+) -> dict[Hashable, tuple[str, str]]:
+    """Variables to downscale with their ``(y_dim, x_dim)``.
+
+    Without ``variables``: every numeric data variable with both spatial dims, except bounds
+    variables and grid mappings.
+
+    Raises:
+        ValueError: A named variable is missing (lists the variables) or has no spatial dims, or
+            no variable at all has spatial dims (lists the dims found).
+    """
+    if isinstance(variables, str):
+        variables = [variables]
+    if variables is not None:
+        missing = [v for v in variables if v not in ds.data_vars]
+        if missing:
+            raise ValueError(
+                f"variable(s) {missing} not in the dataset; its data variables are {list(ds.data_vars)}"
+            )
+        out = {}
+        for v in variables:
+            dims = spatial_dims_of(ds[v])
+            if dims is None:
+                raise no_spatial_dims_error(v, ds[v].dims)
+            out[v] = dims
+        return out
+    helpers = _helper_variables(ds)
+    out = {}
+    for name, var in ds.data_vars.items():
+        if name in helpers or var.ndim < 2 or var.dtype.kind not in "fiu":
+            continue
+        dims = spatial_dims_of(var)
+        if dims is not None:
+            out[name] = dims
+    if not out:
+        candidates = [(n, v.dims) for n, v in ds.data_vars.items() if v.ndim >= 2]
+        if not candidates:
+            raise ValueError(
+                f"no data variable with at least 2 dims to downscale; variables: "
+                f"{ {str(n): tuple(map(str, v.dims)) for n, v in ds.data_vars.items()} }"
+            )
+        name, dims = max(candidates, key=lambda t: int(np.prod([ds.sizes[d] for d in t[1]])))
+        raise no_spatial_dims_error(name, dims)
+    return out
+
+
+def _helper_variables(ds: xr.Dataset) -> set[Hashable]:
+    """Bounds and grid-mapping variables named by others' attributes (never downscaled as data)."""
+    names: set[Hashable] = set()
+    for v in ds.variables.values():
+        for key in ("bounds", "grid_mapping"):
+            ref = v.attrs.get(key) or v.encoding.get(key)
+            if ref:
+                names.add(str(ref).split(":")[0].split()[0])
+    return names
+
+
+def pipeline_model_name(pipe: Pipeline) -> str:
+    """Registry name of the pipeline's model (class name for foreign modules)."""
+    spec = getattr(pipe.model, "spec", None)
+    return str(getattr(spec, "name", None) or type(pipe.model).__name__)
+
+
+def history_line(model_name: str, scale: int, variables: list[Hashable]) -> str:
+    """The one line sciSR appends to ``history``."""
+    from .. import __version__
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    names = ", ".join(map(str, variables))
+    return f"{now}: sciSR {__version__} downscale model={model_name} scale={scale} variables=[{names}]"
+
+
+def append_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
+    """Copy of ``attrs`` with ``line`` appended to ``history``."""
+    out = dict(attrs)
+    old = str(out.get("history", "")).rstrip("\n")
+    out["history"] = f"{old}\n{line}" if old else line
+    return out
+
+
+def output_attrs(attrs: dict[str, Any], line: str) -> dict[str, Any]:
+    """Dataset attrs minus what refinement invalidates, with the history line appended."""
+    kept = {k: v for k, v in attrs.items() if not _INVALIDATED.match(str(k).lower())}
+    return append_history(kept, line)
+
+
+def copy_variable(var: xr.Variable) -> xr.Variable:
+    """Shallow copy with storage-layout encodings removed."""
+    out = var.copy(deep=False)
+    out.encoding = {k: v for k, v in var.encoding.items() if k not in _LAYOUT_ENCODING}
+    return out
+
+
+def output_dtype(src: np.dtype, dtype: Any) -> np.dtype:
+    """The dtype :func:`sciSR.api.cast_output` will produce."""
+    if dtype is None:
+        return np.dtype(np.float32)
+    if isinstance(dtype, str) and dtype in ("source", "input"):
+        return np.dtype(src)
+    return np.dtype(dtype)
+
+
+def norm_attrs(normalizers: list[Normalizer]) -> dict[str, str]:
+    """``scisr_norm*`` attrs: one normalizer as is, several (channels) as a JSON list of params."""
+    if len(normalizers) == 1:
+        return normalizers[0].to_attrs()
+    return {
+        "scisr_norm": normalizers[0].kind,
+        "scisr_norm_params": json.dumps([n.params for n in normalizers], sort_keys=True),
+    }
+
+
+def downscale_variable(
+    var: xr.DataArray,
+    pipe: Pipeline,
+    scale: int,
+    dims: tuple[str, str],
+    *,
+    dtype: Any = None,
+    periodic_x: bool = False,
+    channel_dim: str | None = None,
+    model_name: str | None = None,
+) -> xr.Variable:
+    """Super-resolve one variable over its spatial ``dims``; other dims are loop dims.
+
+    Returns:
+        The refined ``xr.Variable`` in the source dim order, attrs updated and fresh encoding.
+
+    Shape:
+        ``(..., H, ..., W, ...) -> (..., s·H, ..., s·W, ...)`` (same dim order).
+
+    Raises:
+        ValueError: All-NaN data, a channel dim that does not match the model, integer output
+            requested for data with invalid cells.
+        TypeError: Non-numeric data.
+    """
+    y_dim, x_dim = dims
+    if var.dtype.kind not in "fiu":
+        raise TypeError(f"variable {var.name!r} has dtype {var.dtype}; only numeric data can be downscaled")
+    c = pipe.in_channels
+    loop = [d for d in var.dims if d not in dims]
+    cdim = _channel_dim(var, loop, c, channel_dim) if c > 1 else None
+    if cdim is not None:
+        loop.remove(cdim)
+    order = [*loop, *([cdim] if cdim else []), y_dim, x_dim]
+    v = var.variable.transpose(*order)
+    src = np.dtype(v.dtype)
+    work = np.float64 if src == np.float64 else np.float32
+    nlead = len(loop)
+    if _is_dask(v.data):
+        data, normalizers = _run_dask(v.data, pipe, scale, work, src, dtype, periodic_x, nlead, c, var.name)
+    else:
+        data, normalizers = _run_eager(
+            np.asarray(v.values), pipe, scale, work, src, dtype, periodic_x, nlead, c, var.name
+        )
+    attrs = {k: val for k, val in var.attrs.items() if not _INVALIDATED.match(str(k).lower())}
+    attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
+    attrs.update(norm_attrs(normalizers))
+    encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}
+    if np.dtype(data.dtype).kind == "f":
+        encoding["_FillValue"] = np.dtype(data.dtype).type(np.nan)
+    out = xr.Variable(order, data, attrs, encoding)
+    return out.transpose(*var.dims)
+
+
+def _channel_dim(var: xr.DataArray, loop: list[Hashable], c: int, channel_dim: str | None) -> Hashable:
+    if channel_dim is not None:
+        if channel_dim not in loop or var.sizes[channel_dim] != c:
+            raise ValueError(
+                f"channel_dim={channel_dim!r} must be a non-spatial dim of {var.name!r} of size {c} "
+                f"(the model's input channels); dims: {dict(var.sizes)}"
+            )
+        return channel_dim
+    fits = [d for d in loop if var.sizes[d] == c]
+    named = [d for d in fits if str(d).lower() in ("band", "bands", "channel", "channels")]
+    if len(named) == 1 or len(fits) == 1:
+        return (named or fits)[0]
+    raise ValueError(
+        f"the model takes {c} channels but {var.name!r} has no unique dim of size {c} to use as "
+        f"channels (dims {dict(var.sizes)}); pass channel_dim="
+    )
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.startswith("dask")
+
+
+def _to_block(a: np.ndarray, nlead: int, c: int) -> np.ndarray:
+    h, w = a.shape[-2:]
+    return a.reshape(-1, c, h, w)
+
+
+def _from_block(y: np.ndarray, lead: tuple[int, ...], c: int) -> np.ndarray:
+    c_out = y.shape[1]
+    shape = (*lead, *((c_out,) if c > 1 else ()), *y.shape[-2:])
+    if c == 1 and c_out != 1:
+        raise ValueError(
+            f"the model returned {c_out} channels for a 1-channel input; use a model with "
+            f"out_channels=1 for gridded variables"
+        )
+    return y.reshape(shape)
+
+
+def _run_eager(
+    a: np.ndarray,
+    pipe: Pipeline,
+    scale: int,
+    work: type,
+    src: np.dtype,
+    dtype: Any,
+    periodic_x: bool,
+    nlead: int,
+    c: int,
+    name: Hashable,
+) -> tuple[np.ndarray, list[Normalizer]]:
+    from ..api import cast_output
+
+    a = a.astype(work, copy=False)
+    block = _to_block(a, nlead, c)
+    if not np.isfinite(block).any():
+        raise ValueError(f"variable {name!r} is all NaN/fill: nothing valid to downscale")
+    normalizers = pipe.fit(block)
+    h, w = block.shape[-2:]
+    per_item = max(1, c * h * w * scale * scale * 4)
+    step = max(1, _EAGER_BATCH_BYTES // per_item)
+    parts = [
+        pipe.run(block[i : i + step], normalizers, periodic_x=periodic_x, desc=str(name))
+        for i in range(0, block.shape[0], step)
+    ]
+    y = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    lead = a.shape[:nlead]
+    return cast_output(_from_block(y, lead, c), src, dtype), normalizers
+
+
+def _run_dask(
+    a: Any,
+    pipe: Pipeline,
+    scale: int,
+    work: type,
+    src: np.dtype,
+    dtype: Any,
+    periodic_x: bool,
+    nlead: int,
+    c: int,
+    name: Hashable,
+) -> tuple[Any, list[Normalizer]]:
+    import dask.array as dsa
+
+    from ..api import cast_output
+
+    a = a.astype(work)
+    core = {i: -1 for i in range(nlead, a.ndim)}  # spatial (and channel) axes in one chunk
+    a = a.rechunk(core)
+    normalizers = fit_dask(pipe, a, nlead, c, name)
+    c_out = _model_out_channels(pipe, c)
+    out_dt = output_dtype(src, dtype)
+
+    def run_block(block: np.ndarray) -> np.ndarray:
+        lead = block.shape[:nlead]
+        y = pipe.run(_to_block(block, nlead, c), normalizers, periodic_x=periodic_x, desc=str(name))
+        return cast_output(_from_block(y, lead, c), src, dtype)
+
+    chunks = [
+        *a.chunks[:nlead],
+        *([(c_out,)] if c > 1 else []),
+        (a.shape[-2] * scale,),
+        (a.shape[-1] * scale,),
+    ]
+    out = dsa.map_blocks(
+        run_block,
+        a,
+        dtype=out_dt,
+        chunks=tuple(chunks),
+        meta=np.empty((0,) * a.ndim, out_dt),
+        token=f"scisr-{name}",
+    )
+    return out, normalizers
+
+
+def _model_out_channels(pipe: Pipeline, c: int) -> int:
+    spec = getattr(pipe.model, "spec", None)
+    return int(getattr(spec, "out_channels", c) or c)
+
+
+def fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> list[Normalizer]:
+    """Fit one normalizer per channel on a dask array with dask reductions (global statistics).
+
+    Normalizers without a dask recipe are fitted on the loaded values (with a warning).
+
+    Shape:
+        ``a``: ``(*loop, [C,] H, W)``.
+    """
+    import dask
+
+    if pipe.norm_params:
+        return [pipe.make_normalizer() for _ in range(c)]
+    chans = [a] if c == 1 else [a[(slice(None),) * nlead + (i,)] for i in range(c)]
+    normalizers = [pipe.make_normalizer() for _ in range(c)]
+    kind = normalizers[0].kind
+    recipe = _DASK_STATS.get(kind)
+    if recipe is None:
+        warnings.warn(f"norm={kind!r} has no dask recipe: loading {name!r} once to fit it", stacklevel=5)
+        return [nz.fit(np.asarray(ch)) for nz, ch in zip(normalizers, chans)]
+    import dask.array as dsa
+
+    lazy = []
+    for ch in chans:
+        x = dsa.where(dsa.isfinite(ch), ch, np.nan).astype(np.float64)
+        lazy.append((dsa.isfinite(x).sum(), recipe(x)))
+    computed = dask.compute(*lazy)
+    for nz, (count, stats) in zip(normalizers, computed):
+        if int(count) == 0:
+            raise ValueError(f"variable {name!r} is all NaN/fill: nothing valid to downscale")
+        nz.params = _DASK_FINISH[kind]({k: float(v) for k, v in stats.items()})
+    return normalizers
+
+
+def _zscore_stats(x: Any) -> dict[str, Any]:
+    import dask.array as dsa
+
+    return {"mean": dsa.nanmean(x), "std": dsa.nanstd(x)}
+
+
+def _minmax_stats(x: Any) -> dict[str, Any]:
+    import dask.array as dsa
+
+    return {"min": dsa.nanmin(x), "max": dsa.nanmax(x)}
+
+
+def _log1p_stats(x: Any) -> dict[str, Any]:
+    import dask.array as dsa
+
+    return {"min": dsa.nanmin(x), "scale": dsa.nanstd(dsa.log1p(x))}
+
+
+def _finish_log1p(p: dict[str, float]) -> dict[str, float]:
+    if p["min"] < 0:
+        raise ValueError(
+            f"norm='log1p' needs non-negative data but the minimum is {p['min']:.4g}; "
+            f"use norm='zscore' for signed fields"
+        )
+    return {"scale": p["scale"] if p["scale"] > 0 else 1.0}
+
+
+#: normalizer kind → lazy statistics of a float64 dask array (NaN = invalid)
+_DASK_STATS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "none": lambda x: {},
+    "zscore": _zscore_stats,
+    "minmax": _minmax_stats,
+    "log1p": _log1p_stats,
+}
+#: normalizer kind → params from the computed statistics (same rules as the eager ``_fit``)
+_DASK_FINISH: dict[str, Callable[[dict[str, float]], dict[str, float]]] = {
+    "none": lambda p: {},
+    "zscore": lambda p: {"mean": p["mean"], "std": p["std"] if p["std"] > 0 else 1.0},
+    "minmax": lambda p: {"min": p["min"], "max": p["max"] if p["max"] > p["min"] else p["min"] + 1.0},
+    "log1p": _finish_log1p,
+}

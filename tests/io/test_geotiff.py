@@ -1,0 +1,294 @@
+"""GeoTIFF adapter on the shipped ETOPO5 DEM and on multi-band fixtures made from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+
+import sciSR
+from sciSR.data import sample_path
+from sciSR.io import geotiff
+
+DEM = "etopo5_alps.tif"
+FAST = {"device": "cpu", "precision": "fp32"}
+
+
+def bicubic_ref(a: np.ndarray, s: int) -> np.ndarray:
+    """Reference bicubic (align_corners=False) of ``(C, H, W)`` float data."""
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None]
+    return F.interpolate(t, scale_factor=s, mode="bicubic", align_corners=False)[0].numpy()
+
+
+def up_mask(m: np.ndarray, s: int) -> np.ndarray:
+    return np.repeat(np.repeat(m, s, axis=-2), s, axis=-1)
+
+
+@pytest.fixture
+def dem_path():
+    return sample_path(DEM)
+
+
+@pytest.fixture
+def multiband(tmp_path, dem_path):
+    """3-band int16 GeoTIFF from the DEM: nodata holes, per-band tags, scales and offsets."""
+    with rasterio.open(dem_path) as src:
+        elev = src.read(1).astype(np.int32)
+        profile = src.profile
+    nodata = -32768
+    b2 = np.clip((elev - 10) * 2, -30000, 30000)  # stored with scale 0.5, offset 10 → metres again
+    b3 = np.abs(np.gradient(elev.astype(float))[0]).astype(np.int32)
+    data = np.stack([elev, b2, b3]).astype(np.int16)
+    mask = np.zeros_like(data, dtype=bool)
+    mask[:, 10:20, 30:50] = True  # a hole in every band
+    mask[1][elev < -1000] = True  # deep sea missing in band 2 only
+    data[mask] = nodata
+    profile.update(count=3, nodata=nodata)
+    path = tmp_path / "multi.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, (d, t) in enumerate(
+            [
+                ("elevation", {"kind": "dem"}),
+                ("elevation_packed", {"kind": "packed"}),
+                ("slope", {"kind": "slope", "units": "m/cell"}),
+            ],
+            start=1,
+        ):
+            dst.set_band_description(i, d)
+            dst.update_tags(i, **t)
+        dst.scales = (1.0, 0.5, 1.0)
+        dst.offsets = (0.0, 10.0, 0.0)
+        dst.update_tags(site="alps", AREA_OR_POINT="Area")
+    return path, data, mask
+
+
+def test_sample_is_north_up_and_correctly_georeferenced(dem_path):
+    with rasterio.open(dem_path) as f:
+        assert f.crs.to_epsg() == 4326
+        assert f.transform == Affine(1 / 12, 0, 5 - 1 / 24, 0, -1 / 12, 40 + 95 / 12 + 1 / 24)
+        elev = f.read(1)
+        corsica, ligurian, adriatic = (f.index(9.1, 42.2), f.index(8.0, 43.5), f.index(13.0, 45.5))
+    assert elev[corsica] > 500 and elev[ligurian] < -2000 and -100 < elev[adriatic] < 0
+    ds = sciSR.open(dem_path)
+    assert ds.attrs["scisr_format"] == "geotiff"
+    assert ds.band_data.dtype == np.float32 and ds.band_data.shape == (1, 96, 128)
+    np.testing.assert_allclose(ds.y.values[[0, -1]], [40 + 95 / 12, 40.0])
+
+
+def test_roundtrip_bicubic_exact_transform_and_metadata(tmp_path, dem_path):
+    out = tmp_path / "dem_x4.tif"
+    res = sciSR.downscale(dem_path, model="bicubic", scale=4, out=out)
+    with rasterio.open(dem_path) as src, rasterio.open(out) as hr:
+        assert hr.transform == src.transform @ Affine.scale(1 / 4)  # exact, not recomputed from coords
+        assert hr.bounds == src.bounds
+        assert hr.crs == src.crs
+        assert (hr.width, hr.height) == (4 * src.width, 4 * src.height)
+        assert hr.dtypes == ("float32",) and hr.nodata is None
+        assert hr.descriptions == ("elevation",) and hr.units == ("m",)
+        assert hr.tags(1)["long_name"] == "Relief Of the Surface of the Earth"
+        tags = hr.tags()
+        for k in ("source", "crop", "AREA_OR_POINT"):
+            assert tags[k] == src.tags()[k]
+        assert "sciSR" in tags["history"] and "scale=4" in tags["history"]
+        assert hr.profile["tiled"] and hr.profile["compress"] == "deflate"
+        assert hr.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+        np.testing.assert_allclose(
+            hr.read(), bicubic_ref(src.read().astype(np.float32), 4), rtol=0, atol=1e-3
+        )
+    # returned coordinates follow the CF sub-cell rule c_i + (k - (s-1)/2) d/s
+    x0 = sciSR.open(dem_path).x.values
+    want = (x0[:, None] + (np.arange(4) - 1.5) * (x0[1] - x0[0]) / 4).ravel()
+    np.testing.assert_allclose(res.x.values, want, rtol=0, atol=1e-9)
+    gt = res.spatial_ref.attrs["GeoTransform"].split()
+    assert Affine.from_gdal(*map(float, gt)) == src.transform @ Affine.scale(1 / 4)
+
+
+def test_source_dtype_rounds_and_clips(tmp_path, dem_path):
+    f32 = sciSR.downscale(dem_path, model="bicubic", scale=2)
+    i16 = sciSR.downscale(dem_path, model="bicubic", scale=2, dtype="source", out=tmp_path / "i.tif")
+    assert i16.band_data.dtype == np.int16
+    np.testing.assert_array_equal(i16.band_data.values, np.clip(np.rint(f32.band_data.values), -32768, 32767))
+    with rasterio.open(tmp_path / "i.tif") as f:
+        assert f.dtypes == ("int16",)
+        assert f.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "2"
+        np.testing.assert_array_equal(f.read(), i16.band_data.values)
+
+
+def test_multiband_nodata_scales_tags(tmp_path, multiband):
+    path, raw, mask = multiband
+    out = tmp_path / "m_x2.tif"
+    res = sciSR.downscale(path, model="bicubic", scale=2, out=out)
+    phys = raw.astype(np.float32)
+    phys[1] = phys[1] * 0.5 + 10
+    with rasterio.open(path) as src, rasterio.open(out) as hr:
+        assert hr.count == 3 and hr.nodata == -32768 and hr.dtypes == ("float32",) * 3
+        assert hr.transform == src.transform @ Affine.scale(1 / 2)
+        data = hr.read()
+        np.testing.assert_array_equal(data == -32768, up_mask(mask, 2))  # exactly the upsampled mask
+        assert hr.scales == (1.0, 1.0, 1.0) and hr.offsets == (0.0, 0.0, 0.0)  # float = physical values
+        assert hr.descriptions == src.descriptions
+        assert [hr.tags(i)["kind"] for i in (1, 2, 3)] == ["dem", "packed", "slope"]
+        assert hr.units == (None, None, "m/cell") or hr.units == ("", "", "m/cell")
+        assert hr.tags()["site"] == "alps"
+        # band 2 holds metres (scale applied once): same magnitude as band 1 away from the holes
+        ok = ~up_mask(mask, 2).any(axis=0)
+        assert abs(np.median(data[1][ok] - data[0][ok])) < 1.0
+    # each band on its own: the value of a valid cell far from holes is bicubic of the filled band
+    ref = bicubic_ref(np.where(mask, 0, phys)[2:3], 2)[0]
+    np.testing.assert_allclose(res.band_data.values[2][100:140, 150:200], ref[100:140, 150:200], atol=1e-3)
+
+    back = sciSR.downscale(path, model="bicubic", scale=2, dtype="source", out=tmp_path / "src.tif")
+    with rasterio.open(tmp_path / "src.tif") as hr:
+        assert hr.dtypes == ("int16",) * 3 and hr.nodata == -32768
+        assert hr.scales == (1.0, 0.5, 1.0) and hr.offsets == (0.0, 10.0, 0.0)
+        data = hr.read()
+        np.testing.assert_array_equal(data == -32768, up_mask(mask, 2))
+        f = res.band_data.values
+        valid = ~np.isnan(f[1])
+        np.testing.assert_array_equal(
+            data[1][valid], np.clip(np.rint((f[1][valid] - 10) / 0.5), -32768, 32767)
+        )
+        masked = hr.read(masked=True)
+    np.testing.assert_array_equal(masked.mask, up_mask(mask, 2))
+    assert back.band_data.dtype == np.int16
+
+
+def test_multichannel_model_gets_bands_as_channels(tmp_path, multiband):
+    path, _, _ = multiband
+    torch.manual_seed(0)
+    model = sciSR.create_model("espcn", scale=2, in_channels=3, pretrained=False, channels=(8, 4))
+    ds = sciSR.open(path).fillna(0.0)
+    res = sciSR.downscale(ds, model=model, scale=2, **FAST)
+    want = sciSR.downscale(ds.band_data.values, model=model, scale=2, **FAST)
+    np.testing.assert_allclose(res.band_data.values, want, rtol=1e-5, atol=1e-4)
+    two = sciSR.create_model("espcn", scale=2, in_channels=2, pretrained=False, channels=(8, 4))
+    with pytest.raises(ValueError, match="takes 2 channels"):
+        sciSR.downscale(ds, model=two, scale=2, **FAST)
+
+
+def test_cog_output(tmp_path, dem_path):
+    out = tmp_path / "dem.cog.tif"
+    sciSR.downscale(dem_path, model="bicubic", scale=2, out=out)
+    ds = sciSR.open(dem_path)
+    sciSR.write(ds, tmp_path / "plain_named.tif", cog=True)
+    for p in (out, tmp_path / "plain_named.tif"):
+        with rasterio.open(p) as f:
+            assert f.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert f.crs.to_epsg() == 4326
+    with rasterio.open(dem_path) as src, rasterio.open(out) as f:
+        assert f.transform == src.transform @ Affine.scale(1 / 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.cog.tif", "plain_named.tif"]
+
+
+def test_open_write_and_cross_format(tmp_path, dem_path):
+    ds = sciSR.open(dem_path)
+    sciSR.write(ds, tmp_path / "copy.tif")
+    with rasterio.open(dem_path) as a, rasterio.open(tmp_path / "copy.tif") as b:
+        assert b.transform == a.transform and b.crs == a.crs and b.descriptions == a.descriptions
+        np.testing.assert_array_equal(b.read(), a.read().astype(np.float32))
+    sciSR.write(ds, tmp_path / "dem.nc")
+    nc = sciSR.open(tmp_path / "dem.nc")
+    np.testing.assert_array_equal(nc.band_data.values, ds.band_data.values)
+    np.testing.assert_allclose(nc.y.values, ds.y.values)
+
+
+def test_xarray_input_rewrites_stale_geotransform(tmp_path, dem_path):
+    ds = sciSR.open(dem_path)
+    res = sciSR.downscale(ds, model="bicubic", scale=2)
+    t = geotiff.dataset_transform(ds)
+    assert geotiff.dataset_transform(res) == t @ Affine.scale(1 / 2)
+    # a GeoTransform left stale by other tools loses against the coordinates
+    stale = res.copy()
+    stale["spatial_ref"].attrs["GeoTransform"] = ds.spatial_ref.attrs["GeoTransform"]
+    sciSR.write(stale, tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif") as f:
+        np.testing.assert_allclose(tuple(f.transform), tuple(t @ Affine.scale(1 / 2)), rtol=1e-12)
+
+
+def test_global_raster_wraps_longitude():
+    lon = np.arange(36) * 10 + 5.0
+    field = np.sin(np.deg2rad(lon))[None, None, :].repeat(6, axis=1).astype(np.float32)
+    ds = geotiff._build_dataset(
+        field,
+        np.ones_like(field, bool),
+        dict(
+            transform=Affine(10, 0, 0, 0, -10, 30),
+            crs=rasterio.crs.CRS.from_epsg(4326),
+            nodata=None,
+            dtype=np.dtype("float32"),
+            descriptions=[None],
+            tags={},
+            band_tags=[{}],
+            units=[None],
+            scales=[1.0],
+            offsets=[0.0],
+        ),
+    )
+    ds.attrs["scisr_format"] = "geotiff"
+    res = sciSR.downscale(ds, model="bicubic", scale=2).band_data.values[0, 0]
+    wrapped = bicubic_ref(np.concatenate([field[..., -4:], field, field[..., :4]], axis=-1), 2)[0, 0, 8:-8]
+    np.testing.assert_allclose(res, wrapped, atol=1e-5)
+
+
+def test_photo_like_tiff_is_an_image(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "photo.tif"
+    Image.open(sample_path("ladybird_crop.png")).crop((0, 0, 64, 48)).save(p)
+    ds = sciSR.open(p)
+    assert ds.attrs["scisr_format"] == "image"
+    sciSR.downscale(p, model="bicubic", scale=2, out=tmp_path / "photo_x2.tif")
+    with Image.open(tmp_path / "photo_x2.tif") as im:
+        assert im.mode == "RGB" and im.size == (128, 96)
+
+
+# ---------------------------------------------------------------------- bad input
+def one_line(exc: pytest.ExceptionInfo) -> str:
+    msg = str(exc.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_truncated_and_garbage_files(tmp_path, dem_path):
+    trunc = tmp_path / "trunc.tif"
+    trunc.write_bytes(dem_path.read_bytes()[:6000])
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"not a tiff at all" * 10)
+    for p in (trunc, garbage):
+        with pytest.raises(ValueError) as e:
+            sciSR.downscale(p, model="bicubic", scale=2, out=tmp_path / "o.tif")
+        assert str(p) in one_line(e)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["garbage.tif", "trunc.tif"]
+
+
+def test_output_paths(tmp_path, dem_path):
+    local = tmp_path / "dem.tif"
+    local.write_bytes(dem_path.read_bytes())
+    before = local.read_bytes()
+    with pytest.raises(ValueError) as e:
+        sciSR.downscale(local, model="bicubic", scale=2, out=local)
+    assert "input" in one_line(e)
+    assert local.read_bytes() == before
+    with pytest.raises(FileNotFoundError) as e:
+        sciSR.downscale(local, model="bicubic", scale=2, out=tmp_path / "missing" / "o.tif")
+    one_line(e)
+    with pytest.raises(FileNotFoundError):
+        sciSR.downscale(local, model="bicubic", scale=2, out=local / "o.tif")  # parent is a file
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["dem.tif"]
+
+
+def test_failed_conversion_leaves_nothing(tmp_path, dem_path, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("COG conversion failed")
+
+    out = tmp_path / "x.cog.tif"
+    out.write_bytes(b"old")
+    monkeypatch.setattr(geotiff, "_to_cog", boom)
+    with pytest.raises(RuntimeError, match="COG conversion failed"):
+        sciSR.downscale(dem_path, model="bicubic", scale=2, out=out)
+    assert out.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.cog.tif"]

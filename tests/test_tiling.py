@@ -1,0 +1,107 @@
+"""Tiled inference reproduces whole-image inference (DESIGN §5)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import sciSR
+from sciSR.pipeline import Pipeline
+from sciSR.tiling import Tiler, window_starts
+
+
+@pytest.mark.parametrize(
+    ("length", "window", "stride"), [(10, 4, 2), (100, 37, 20), (7, 7, 3), (5, 9, 4), (64, 20, 6)]
+)
+def test_windows_cover_with_minimum_overlap(length: int, window: int, stride: int) -> None:
+    starts = window_starts(length, window, stride)
+    w = min(window, length)
+    assert starts[0] == 0 and starts[-1] + w == length
+    for a, b in itertools.pairwise(starts):
+        assert a + w - b >= window - stride  # overlap at least window - stride
+
+
+@pytest.mark.parametrize("shape", [(45, 38), (17, 101), (64, 64)])
+@pytest.mark.parametrize("tile", [5, 16, 33])
+def test_crop_windows_partition_and_keep_halo(shape: tuple[int, int], tile: int) -> None:
+    h, w = shape
+    t = Tiler(tile=tile, halo=4, scale=2)
+    cover = np.zeros(shape, dtype=int)
+    for win in t.windows(h, w):
+        cover[win.ky0 : win.ky1, win.kx0 : win.kx1] += 1
+        # every kept cell has ≥ halo context inside the window, except on true borders
+        assert win.ky0 - win.y0 >= 4 or win.top
+        assert win.y1 - win.ky1 >= 4 or win.bottom
+        assert win.kx0 - win.x0 >= 4 or win.left
+        assert win.x1 - win.kx1 >= 4 or win.right
+    assert (cover == 1).all()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("tile", [7, 16, 40])
+@pytest.mark.parametrize("name", ["edsr_baseline", "espcn", "srcnn"])
+def test_tiled_equals_whole_image(name: str, scale: int, tile: int) -> None:
+    torch.manual_seed(0)
+    m = sciSR.create_model(
+        name, scale=scale, in_channels=1, pretrained=False, **sciSR.models.get_entry(name).tiny
+    )
+    x = np.random.default_rng(scale).standard_normal((2, 1, 43, 57)).astype(np.float32)
+    whole = Pipeline.build(m, scale, tile=0, precision="fp32", norm=None)
+    tiled = Pipeline.build(m, scale, tile=tile, precision="fp32", norm=None)
+    a = whole.run(x, whole.fit(x))
+    b = tiled.run(x, tiled.fit(x))
+    assert np.abs(a - b).max() < 1e-4
+
+
+def test_full_size_edsr_baseline_tiled_equals_whole() -> None:
+    torch.manual_seed(0)
+    m = sciSR.create_model("edsr_baseline", scale=2, in_channels=1, pretrained=False)
+    assert m.spec.receptive_field >= 34
+    x = np.random.default_rng(0).random((1, 1, 90, 75)).astype(np.float32)
+    a = sciSR.downscale(x, model=m, scale=2, tile=0, precision="fp32", norm=None)
+    b = sciSR.downscale(x, model=m, scale=2, tile=20, precision="fp32", norm=None)
+    assert np.abs(a - b).max() < 1e-4
+
+
+@pytest.mark.parametrize("blend", ["hann", "gaussian"])
+def test_blending_is_exact_for_a_linear_equivariant_map(blend: str) -> None:
+    # bicubic is equivariant, so any convex blend of its tiles reproduces it exactly
+    x = np.random.default_rng(0).random((1, 1, 50, 61)).astype(np.float32)
+    whole = Pipeline.build("bicubic", 3, tile=0, precision="fp32", norm=None)
+    tiled = Pipeline.build("bicubic", 3, tile=12, overlap=4, blend=blend, precision="fp32", norm=None)
+    np.testing.assert_allclose(tiled.run(x, tiled.fit(x)), whole.run(x, whole.fit(x)), atol=1e-5)
+
+
+def test_non_equivariant_model_defaults_to_blending_and_stays_close() -> None:
+    torch.manual_seed(0)
+    m = sciSR.create_model("rcan", scale=2, pretrained=False, **sciSR.models.get_entry("rcan").tiny)
+    p = Pipeline.build(m, 2, tile=24, precision="fp32")
+    assert p.blend == "hann" and p.halo == 16
+    x = np.random.default_rng(1).random((1, 1, 80, 70)).astype(np.float32)
+    whole = Pipeline.build(m, 2, tile=0, precision="fp32")
+    a, b = whole.run(x, whole.fit(x)), p.run(x, p.fit(x))
+    assert np.abs(a - b).max() < 0.05 * (np.abs(a).max() + 1e-6)
+
+
+def test_blend_weights_positive_and_flat_at_borders() -> None:
+    t = Tiler(tile=10, halo=3, scale=2, blend="hann")
+    wins = t.windows(30, 30)
+    w0 = t.weight(wins[0])
+    assert float(w0[0, 0]) == 1.0  # top-left corner lies on true borders
+    assert float(w0[-1, -1]) == 0.0  # interior edge: the halo's outer half is not used
+    total = torch.zeros(60, 60)
+    for win in wins:
+        total[win.y0 * 2 : win.y1 * 2, win.x0 * 2 : win.x1 * 2] += t.weight(win)
+    assert float(total.min()) > 0.1  # every HR pixel keeps weight
+
+
+def test_periodic_wrap_matches_explicit_padding() -> None:
+    x = np.random.default_rng(2).random((1, 1, 20, 36)).astype(np.float32)
+    p = Pipeline.build("bicubic", 2, tile=0, precision="fp32", norm=None)
+    got = p.run(x, p.fit(x), periodic_x=True)
+    pad = np.concatenate([x[..., -2:], x, x[..., :2]], axis=-1)
+    ref = p.run(pad, p.fit(pad))[..., 4:-4]
+    np.testing.assert_allclose(got, ref, atol=1e-6)
