@@ -119,6 +119,35 @@ def downscale_cmd(
     click.echo(f"wrote {out}", err=True)
 
 
+@cli.command("batch")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("-m", "--model", default="bicubic", show_default=True)
+@click.option("-s", "--scale", type=int, default=4, show_default=True)
+@click.option("-w", "--weights", type=click.Path(path_type=Path))
+@click.option("--suffix", help="Output extension, e.g. .zarr (default: the input's).")
+@click.option("--scheduler", help="dask.distributed scheduler address (default: local threads).")
+@click.option("--precision", default="auto", show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def batch_cmd(sources: tuple[Path, ...], out_dir: Path, model: str, scale: int, weights: Path | None,
+              suffix: str | None, scheduler: str | None, precision: str, device: str) -> None:
+    """Downscale many files in parallel with dask (one task per file)."""
+    from .parallel import downscale_files
+
+    client = None
+    if scheduler:
+        from dask.distributed import Client
+
+        client = Client(scheduler)
+    results = downscale_files(list(sources), out_dir, model, scale, client=client, suffix=suffix,
+                              raise_errors=False, weights=weights, precision=precision, device=device)
+    for r in results:
+        click.echo(f"{'ok ' if r.ok else 'ERR'} {r.source} -> {r.output or r.error}", err=True)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise click.ClickException(f"{len(bad)} of {len(results)} files failed")
+
+
 @cli.command("demo")
 @click.option(
     "-o",

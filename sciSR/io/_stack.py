@@ -60,12 +60,12 @@ def sr_attrs(
     Attributes the refinement invalidates (``actual_range``, ``valid_*``, resolutions, GDAL
     ``STATISTICS_*``) are dropped; model, scale and normalization are recorded.
     """
-    from .xarray_core import _INVALIDATED, norm_attrs, pipeline_model_name
+    from .xarray_core import INVALIDATED_ATTRS, norm_attrs, pipeline_model_name
 
     out = {
         k: v
         for k, v in attrs.items()
-        if not _INVALIDATED.match(str(k).lower()) and not str(k).startswith("STATISTICS_")
+        if not INVALIDATED_ATTRS.match(str(k).lower()) and not str(k).startswith("STATISTICS_")
     }
     out.update({"scisr_model": pipeline_model_name(pipe), "scisr_scale": int(scale)})
     out.update(norm_attrs(normalizers))

@@ -17,6 +17,7 @@ import importlib
 import inspect
 import os
 import shutil
+import threading
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -45,6 +46,7 @@ __all__ = [
 
 _ADAPTERS: dict[str, type[Adapter]] = {}
 _LOADED = False
+_LOAD_LOCK = threading.RLock()
 #: Modules of the built-in adapters, imported on first use of the registry.
 _BUILTIN_MODULES = ("netcdf", "zarr", "geotiff", "nifti", "image")
 #: Options of :meth:`sciSR.pipeline.Pipeline.build` other than the model's own keyword arguments.
@@ -182,7 +184,15 @@ def _load_adapters() -> None:
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
+    with _LOAD_LOCK:  # dask threads may open files concurrently: import the adapters once, fully
+        if _LOADED:
+            return
+        _import_builtin_adapters()
+        _load_entry_points()
+        _LOADED = True
+
+
+def _import_builtin_adapters() -> None:
     for mod in _BUILTIN_MODULES:
         full = f"{__package__}.{mod}"
         try:
@@ -194,7 +204,6 @@ def _load_adapters() -> None:
             warnings.warn(
                 f"sciSR: the {mod} adapter failed to load ({type(exc).__name__}: {exc})", stacklevel=3
             )
-    _load_entry_points()
 
 
 def _load_entry_points() -> None:
@@ -552,16 +561,21 @@ def downscale_path(
     pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
     try:
         result = adapter.downscale(ds, pipe, scale, variables=variables, dtype=dtype, **adapter_opts)
-        if out is not None:
-            assert out_adapter is not None
-            if not _has_dask(result):
-                result = result.load()
-            with atomic_path(out) as tmp:
-                out_adapter.write(result, tmp)
+        if out is not None and not _has_dask(result):
+            result = result.load()
     except (OSError, RuntimeError) as exc:
         if isinstance(exc, (PermissionError, FileNotFoundError, FileExistsError)) or not _is_read_error(exc):
             raise
         raise _read_error(p, adapter, exc) from exc
+    if out is not None:
+        assert out_adapter is not None
+        try:
+            with atomic_path(out) as tmp:
+                out_adapter.write(result, tmp)
+        except (PermissionError, FileNotFoundError, FileExistsError):
+            raise
+        except OSError as exc:  # disk full, quota, I/O error: blame the output, not the input
+            raise OSError(f"cannot write {out}: {exc}; nothing was written") from exc
     return result
 
 

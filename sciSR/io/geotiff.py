@@ -160,13 +160,16 @@ class GeoTiffAdapter(Adapter):
             if "y" not in da.dims and "x" not in da.dims:
                 out[name] = da
         for name in names:
-            var, c_out = _downscale_var(ds[name], pipe, scale, dtype, bool(periodic), channel_dim)
+            var = _downscale_var(ds[name], pipe, scale, dtype, bool(periodic), channel_dim)
+            changed = [d for d in var.dims if d in out.dims and var.sizes[d] != out.sizes[d]]
+            if changed:  # a model with another output channel count: per-band coords no longer apply
+                out = out.drop_vars([c for c in out.coords if set(out[c].dims) & set(changed)])
             out[name] = var
-            if c_out is not None and "band" in out.coords and out.sizes.get("band") != ds.sizes.get("band"):
-                out = out.drop_vars([c for c in out.coords if "band" in out[c].dims and c != "band"])
         out = _set_geo(out, new_t, crs)
         out.attrs = dataset_attrs(ds.attrs, pipe, scale, names, self.name)
-        out.encoding["scisr_derived_from"] = ds.encoding.get("source", "")
+        derived = ds.encoding.get("source") or ds.encoding.get("scisr_derived_from")
+        if derived:
+            out.encoding["scisr_derived_from"] = derived
         return out
 
     def finalize(self, out: xr.Dataset, src: xr.Dataset, scale: int) -> xr.Dataset:
@@ -397,11 +400,11 @@ def _select(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str]:
 # ====================================================================== downscale helpers
 def _downscale_var(
     da: xr.DataArray, pipe: Pipeline, scale: int, dtype: Any, periodic: bool, channel_dim: str | None
-) -> tuple[xr.DataArray, int | None]:
+) -> xr.DataArray:
     """One variable: loop its non-spatial dims (or feed ``channel_dim`` as channels).
 
-    Returns:
-        ``(hr DataArray, output channel count or None when looped)``.
+    Shape:
+        ``(..., y, x) -> (..., s·y, s·x)`` (the channel dim takes the model's output count).
     """
     lead = [d for d in da.dims if d not in ("y", "x")]
     c = pipe.in_channels
@@ -431,6 +434,8 @@ def _downscale_var(
         hr.append(y[0])
         norms.extend(nz)
     c_out = hr[0].shape[0]
+    if cdim is None and c_out != 1:
+        raise ValueError(f"a 1-channel model must return 1 channel per band, got {c_out}")
     y = np.stack(hr)  # (N, c_out, sH, sW)
     out_lead = [d for d in lead if d != cdim]
     shape = [da.sizes[d] for d in out_lead]
@@ -445,6 +450,12 @@ def _downscale_var(
     band_axis = dims.index("band") if "band" in dims else None
     values, enc = _cast(y, src, dtype, nodata, enc, band_axis)
     attrs = sr_attrs(da.attrs, pipe, scale, norms)
+    if "scisr_band_tags" in attrs:  # per-band statistics are stale after refinement
+        per_band = [
+            {k: v for k, v in t.items() if not k.startswith("STATISTICS_")}
+            for t in json.loads(attrs["scisr_band_tags"])
+        ]
+        attrs["scisr_band_tags"] = json.dumps(per_band, sort_keys=True)
     coords = {d: da.coords[d] for d in dims if d in da.coords and d not in ("y", "x")}
     if cdim is not None and c_out != c:
         coords.pop(cdim, None)
@@ -453,7 +464,7 @@ def _downscale_var(
     out.encoding.update({k: v for k, v in enc.items() if k in ("dtype", "_FillValue", "scales", "offsets")})
     if out.dtype.kind in "iu":
         out.encoding["scisr_source_dtype"] = out.dtype
-    return out, (c_out if cdim is not None else None)
+    return out
 
 
 def source_dtype(da: xr.DataArray) -> np.dtype:

@@ -203,7 +203,9 @@ class ImageAdapter(Adapter):
             attrs["dpi"] = [float(v) * scale for v in np.ravel(attrs["dpi"])]
         out = xr.Dataset({name: out_da}, attrs=attrs)
         out.encoding.update({k: v for k, v in ds.encoding.items() if k in ("icc_profile",)})
-        out.encoding["scisr_derived_from"] = ds.encoding.get("source", "")
+        derived = ds.encoding.get("source") or ds.encoding.get("scisr_derived_from")
+        if derived:
+            out.encoding["scisr_derived_from"] = derived
         return out
 
     def write(self, ds: xr.Dataset, path: Path, *, quality: int = 95, **kw: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..grid import Grid, find_spatial_dims
+from ..grid import Grid
 
 #: arrays larger than this (elements) are not scanned for the valid fraction
 MAX_SCAN = 200_000_000
@@ -23,7 +23,7 @@ def describe(ds: xr.Dataset | xr.DataArray | str | Path) -> str:
     Args:
         ds: A Dataset/DataArray, or a path opened with :func:`sciSR.io.open_dataset`.
     """
-    from .base import open_dataset
+    from .base import adapter_for_dataset, open_dataset
 
     if isinstance(ds, (str, Path)):
         ds = open_dataset(ds)
@@ -34,9 +34,10 @@ def describe(ds: xr.Dataset | xr.DataArray | str | Path) -> str:
         lines.append(f"source: {ds.encoding['source']}")
     lines.append("variables:")
     grids: dict[tuple[str, str], list[str]] = {}
+    adapter = adapter_for_dataset(ds)
     for name, var in ds.data_vars.items():
         shape = ", ".join(f"{d}: {n}" for d, n in var.sizes.items())
-        dims = find_spatial_dims(var) if var.ndim >= 2 else None
+        dims = adapter.spatial_dims(var) if var.ndim >= 2 else None
         text = f"  {name} ({shape}) {var.dtype}"
         if dims:
             grids.setdefault(dims, []).append(str(name))

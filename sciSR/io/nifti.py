@@ -144,7 +144,9 @@ class NiftiAdapter(Adapter):
         header = ds.encoding.get("nifti_header")
         if header is not None:
             out.encoding["nifti_header"] = _refined_header(header, (a, b))
-        out.encoding["scisr_derived_from"] = ds.encoding.get("source", "")
+        derived = ds.encoding.get("source") or ds.encoding.get("scisr_derived_from")
+        if derived:
+            out.encoding["scisr_derived_from"] = derived
         return out
 
     def write(self, ds: xr.Dataset, path: Path, **kw: Any) -> None:

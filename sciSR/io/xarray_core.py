@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SpatialDimsOf = Callable[[xr.DataArray], "tuple[str, str] | None"]
 
 #: attributes that refinement makes wrong (matched against lower-case names)
-_INVALIDATED = re.compile(
+INVALIDATED_ATTRS = re.compile(
     r"^(actual_range|valid_(min|max|range)|.*resolution.*|grid_spacing|d[xy]|cell_?size|pixel_?size"
     r"|scale_factor|add_offset|_fillvalue|missing_value|_unsigned|_chunksizes)$"
 )
@@ -212,7 +212,7 @@ def append_history(attrs: dict[str, Any], line: str) -> dict[str, Any]:
 
 def output_attrs(attrs: dict[str, Any], line: str) -> dict[str, Any]:
     """Dataset attrs minus what refinement invalidates, with the history line appended."""
-    kept = {k: v for k, v in attrs.items() if not _INVALIDATED.match(str(k).lower())}
+    kept = {k: v for k, v in attrs.items() if not INVALIDATED_ATTRS.match(str(k).lower())}
     return append_history(kept, line)
 
 
@@ -285,7 +285,7 @@ def downscale_variable(
         data, normalizers = _run_eager(
             np.asarray(v.values), pipe, scale, work, src, dtype, periodic_x, nlead, c, var.name
         )
-    attrs = {k: val for k, val in var.attrs.items() if not _INVALIDATED.match(str(k).lower())}
+    attrs = {k: val for k, val in var.attrs.items() if not INVALIDATED_ATTRS.match(str(k).lower())}
     attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
     attrs.update(norm_attrs(normalizers))
     encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}

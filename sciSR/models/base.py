@@ -224,8 +224,8 @@ def measure_receptive_field(model: nn.Module, size: int = 0, max_size: int = 513
     Puts gradient on all ``s × s`` output pixels of the central LR cell and finds the furthest
     input pixel that receives a non-zero gradient (the tiler keeps whole LR cells, so this is the
     halo a tile needs; sub-pixel phases at a cell's edge reach further than its centre). Weights
-    are replaced by positive values in a copy so that no path cancels by chance. Returns ``None`` when the support reaches the input border
-    even at ``max_size`` (unbounded receptive field).
+    are replaced by positive values in a copy so that no path cancels by chance. Returns ``None``
+    when the support reaches the input border even at ``max_size`` (unbounded receptive field).
     """
     import copy
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,7 @@ class ModelEntry:
 
 _REGISTRY: dict[str, ModelEntry] = {}
 _loaded = False
+_LOAD_LOCK = threading.RLock()
 
 
 def register_model(
@@ -106,11 +108,18 @@ def _load_builtins() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
+    with _LOAD_LOCK:  # threads (dask workers) may build models concurrently: register everything once
+        if _loaded:
+            return
+        _import_builtins()
+        _loaded = True
+
+
+def _import_builtins() -> None:
     for mod in BUILTIN_MODULES:
         try:
             importlib.import_module(f"{__package__}.{mod}")
-        except ModuleNotFoundError as err:  # a zoo module not written yet / optional dependency absent
+        except ModuleNotFoundError as err:  # a module left out of a trimmed install
             if err.name and err.name.startswith(f"{__package__}.{mod}"):
                 continue
             raise

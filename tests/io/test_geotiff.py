@@ -60,6 +60,7 @@ def multiband(tmp_path, dem_path):
         ):
             dst.set_band_description(i, d)
             dst.update_tags(i, **t)
+        dst.update_tags(1, STATISTICS_MAXIMUM="3902")  # stale after SR: must not be copied
         dst.scales = (1.0, 0.5, 1.0)
         dst.offsets = (0.0, 10.0, 0.0)
         dst.update_tags(site="alps", AREA_OR_POINT="Area")
@@ -132,6 +133,7 @@ def test_multiband_nodata_scales_tags(tmp_path, multiband):
         assert hr.scales == (1.0, 1.0, 1.0) and hr.offsets == (0.0, 0.0, 0.0)  # float = physical values
         assert hr.descriptions == src.descriptions
         assert [hr.tags(i)["kind"] for i in (1, 2, 3)] == ["dem", "packed", "slope"]
+        assert "STATISTICS_MAXIMUM" not in hr.tags(1)
         assert hr.units == (None, None, "m/cell") or hr.units == ("", "", "m/cell")
         assert hr.tags()["site"] == "alps"
         # band 2 holds metres (scale applied once): same magnitude as band 1 away from the holes
@@ -292,3 +294,21 @@ def test_failed_conversion_leaves_nothing(tmp_path, dem_path, monkeypatch):
         sciSR.downscale(dem_path, model="bicubic", scale=2, out=out)
     assert out.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["x.cog.tif"]
+
+
+def test_integer_output_never_turns_valid_cells_into_nodata(tmp_path, dem_path):
+    with rasterio.open(dem_path) as src:
+        elev = src.read(1).astype(float)
+        profile = src.profile
+    data = np.where(elev < 0, 1, np.clip(elev / 16, 2, 255)).astype(np.uint8)  # dark sea next to bright land
+    data[5:15, 5:25] = 0
+    profile.update(dtype="uint8", nodata=0)
+    p = tmp_path / "u8.tif"
+    with rasterio.open(p, "w", **profile) as dst:
+        dst.write(data, 1)
+    f32 = sciSR.downscale(p, model="bicubic", scale=2).band_data.values[0]
+    assert (np.rint(f32[~np.isnan(f32)]) <= 0).any()  # bicubic undershoots onto the nodata value...
+    sciSR.downscale(p, model="bicubic", scale=2, dtype="source", out=tmp_path / "u8_x2.tif")
+    with rasterio.open(tmp_path / "u8_x2.tif") as f:
+        out = f.read(1)
+    np.testing.assert_array_equal(out == 0, up_mask(data == 0, 2))  # ...but the mask stays exact
