@@ -129,8 +129,17 @@ def downscale_cmd(
 @click.option("--scheduler", help="dask.distributed scheduler address (default: local threads).")
 @click.option("--precision", default="auto", show_default=True)
 @click.option("--device", default="auto", show_default=True)
-def batch_cmd(sources: tuple[Path, ...], out_dir: Path, model: str, scale: int, weights: Path | None,
-              suffix: str | None, scheduler: str | None, precision: str, device: str) -> None:
+def batch_cmd(
+    sources: tuple[Path, ...],
+    out_dir: Path,
+    model: str,
+    scale: int,
+    weights: Path | None,
+    suffix: str | None,
+    scheduler: str | None,
+    precision: str,
+    device: str,
+) -> None:
     """Downscale many files in parallel with dask (one task per file)."""
     from .parallel import downscale_files
 
@@ -139,8 +148,18 @@ def batch_cmd(sources: tuple[Path, ...], out_dir: Path, model: str, scale: int, 
         from dask.distributed import Client
 
         client = Client(scheduler)
-    results = downscale_files(list(sources), out_dir, model, scale, client=client, suffix=suffix,
-                              raise_errors=False, weights=weights, precision=precision, device=device)
+    results = downscale_files(
+        list(sources),
+        out_dir,
+        model,
+        scale,
+        client=client,
+        suffix=suffix,
+        raise_errors=False,
+        weights=weights,
+        precision=precision,
+        device=device,
+    )
     for r in results:
         click.echo(f"{'ok ' if r.ok else 'ERR'} {r.source} -> {r.output or r.error}", err=True)
     bad = [r for r in results if not r.ok]

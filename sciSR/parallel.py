@@ -94,7 +94,9 @@ def downscale_files(
     if len(set(outs)) != len(outs):
         raise ValueError("two inputs map to the same output name; put them in separate runs or rename them")
     if client is not None:
-        futures = [client.submit(_one_file, str(p), o, model, scale, opts, pure=False) for p, o in zip(paths, outs)]
+        futures = [
+            client.submit(_one_file, str(p), o, model, scale, opts, pure=False) for p, o in zip(paths, outs)
+        ]
         results = client.gather(futures)
     else:
         tasks = [dask.delayed(_one_file)(str(p), o, model, scale, opts) for p, o in zip(paths, outs)]

@@ -35,9 +35,12 @@ def test_distributed_client_and_failures_reported(tmp_path) -> None:
     distributed = pytest.importorskip("dask.distributed")
     bad = tmp_path / "broken.nc"
     bad.write_bytes(b"not a netcdf file")
-    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
-        results = downscale_files([sample_path(SAMPLES[0]), bad], tmp_path / "out", "bicubic", 2,
-                                  client=client, raise_errors=False)
+    with distributed.Client(
+        processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+    ) as client:
+        results = downscale_files(
+            [sample_path(SAMPLES[0]), bad], tmp_path / "out", "bicubic", 2, client=client, raise_errors=False
+        )
     assert results[0].ok and not results[1].ok and "broken.nc" in results[1].error
     assert not (tmp_path / "out" / "broken_x2.nc").exists()
     with pytest.raises(ValueError, match="1 of 2 files failed"):
@@ -45,6 +48,10 @@ def test_distributed_client_and_failures_reported(tmp_path) -> None:
 
 
 def test_cli_batch(tmp_path, capsys) -> None:
-    rc = main(["batch", str(sample_path(SAMPLES[0])), str(sample_path(SAMPLES[1])), "-o", str(tmp_path), "-s", "2"])
+    rc = main(
+        ["batch", str(sample_path(SAMPLES[0])), str(sample_path(SAMPLES[1])), "-o", str(tmp_path), "-s", "2"]
+    )
     assert rc == 0
-    assert (tmp_path / "cmip5_tas_mpi-esm-lr_2005_x2.nc").exists() and (tmp_path / "etopo5_alps_x2.tif").exists()
+    assert (tmp_path / "cmip5_tas_mpi-esm-lr_2005_x2.nc").exists() and (
+        tmp_path / "etopo5_alps_x2.tif"
+    ).exists()

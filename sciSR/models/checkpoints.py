@@ -521,6 +521,45 @@ def convert_rrdb_old(sd: StateDict, ctx: Context) -> Converted:
     return _rrdb_converted(rename(sd, rules, "old-layout ESRGAN"), ctx, "old-layout ESRGAN")
 
 
+# ----------------------------------------------------------------------------- MSRResNet
+def _msrresnet_match(sd: StateDict, ctx: Context) -> bool:
+    # EDSR (conv_after_body), RRDBNet (rdb/conv_up) and sciSR's srresnet (bn1, no conv_hr) differ
+    return (
+        all(k in sd for k in ("conv_first.weight", "body.0.conv1.weight", "upconv1.weight", "conv_hr.weight"))
+        and "conv_last.weight" in sd
+        and "conv_after_body.weight" not in sd
+        and "body.0.bn1.weight" not in sd
+    )
+
+
+#: upsampling stages of BasicSR MSRResNet → scale
+_MSRRESNET_STAGES = {(2, 2): 4, (3,): 3, (2,): 2}
+
+
+def convert_msrresnet_basicsr(sd: StateDict, ctx: Context) -> Converted:
+    """BasicSR MSRResNet: ``conv_first``, ``body.N.conv{1,2}``, ``upconv1`` (+ ``upconv2``), ``conv_hr``,
+    ``conv_last``; no mean shift, data in [0, 1]. The keys are sciSR's ``msrresnet`` names."""
+    first = sd["conv_first.weight"]
+    ups = [k for k in ("upconv1.weight", "upconv2.weight") if k in sd]
+    stages = tuple(pixel_shuffle_stages(sd, [k]) for k in ups)
+    scale = _MSRRESNET_STAGES.get(stages)
+    if scale is None:
+        raise ValueError(
+            f"{ctx.name}: MSRResNet with pixel-shuffle stages {list(stages)} is not a BasicSR variant "
+            f"(×2: [2], ×3: [3], ×4: [2, 2])"
+        )
+    state = rename(
+        sd,
+        [
+            (r"(conv_first|conv_hr|conv_last|upconv[12])\.(weight|bias)", r"\g<0>"),
+            (r"body\.\d+\.conv[12]\.(weight|bias)", r"\g<0>"),
+        ],
+        "BasicSR MSRResNet",
+    )
+    kwargs = {"n_feats": first.shape[0], "n_blocks": seq_len(sd, "body")}
+    return Converted("msrresnet", scale, first.shape[1], sd["conv_last.weight"].shape[0], state, kwargs)
+
+
 # ----------------------------------------------------------------------------- VDSR
 def _vdsr_match(sd: StateDict, ctx: Context) -> bool:
     body = [k for k in sd if not _MEAN_SHIFT.match(k)]
@@ -626,6 +665,13 @@ FORMATS: list[CheckpointFormat] = [
             "conv_last.weight",
         ),
         convert_rcan_basicsr,
+    ),
+    CheckpointFormat(
+        "basicsr-msrresnet",
+        ("msrresnet",),
+        "BasicSR MSRResNet, the modified SRResNet of ESRGAN (params / params_ema)",
+        _msrresnet_match,
+        convert_msrresnet_basicsr,
     ),
     CheckpointFormat(
         "mdsr-official",

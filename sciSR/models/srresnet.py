@@ -4,6 +4,8 @@ The generator is shared by ``srresnet`` (trained with MSE) and ``srgan`` (traine
 + adversarial loss against :class:`SRGANDiscriminator`). Batch norm in eval mode is a per-channel
 affine map, so the generator is translation-equivariant once in eval mode (the pipeline always
 runs models in eval mode).
+
+``msrresnet`` is the modified SRResNet of ESRGAN/BasicSR (no batch norm, bilinear input skip).
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
+from .layers.skip import check_skip_channels, skip
 from .registry import register_model
 
 SRGAN_PAPER = (
@@ -67,8 +71,15 @@ class SRResNet(SRModel):
     paper = SRGAN_PAPER
     scales = (2, 3, 4, 8)
 
-    def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 n_feats: int = 64, n_blocks: int = 16, head_kernel: int = 9) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        n_feats: int = 64,
+        n_blocks: int = 16,
+        head_kernel: int = 9,
+    ) -> None:
         super().__init__(scale, in_channels, out_channels)
         self.conv_first = nn.Conv2d(self.in_channels, n_feats, head_kernel, padding=head_kernel // 2)
         self.prelu_first = nn.PReLU()
@@ -117,8 +128,9 @@ class SRGANDiscriminator(nn.Module):
         ``(N, C, H, W) -> (N, 1)``.
     """
 
-    def __init__(self, in_channels: int = 1, n_feats: int = 64, pool_size: int = 6,
-                 dense: int = 1024) -> None:
+    def __init__(
+        self, in_channels: int = 1, n_feats: int = 64, pool_size: int = 6, dense: int = 1024
+    ) -> None:
         super().__init__()
         chans = [n_feats * m for m in (1, 1, 2, 2, 4, 4, 8, 8)]
         layers: list[nn.Module] = []
@@ -153,3 +165,98 @@ def srresnet(scale: int = 4, in_channels: int = 1, out_channels: int | None = No
 def srgan(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> SRGANGenerator:
     """SRGAN generator (the SRResNet architecture; train against :class:`SRGANDiscriminator`)."""
     return SRGANGenerator(scale, in_channels, out_channels, **kw)
+
+
+# ----------------------------------------------------------------------------- MSRResNet
+MSRRESNET_PAPER = (
+    "Wang et al., ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks, ECCV Workshops "
+    "2018 (MSRResNet, the modified SRResNet of BasicSR; after Ledig et al., CVPR 2017)"
+)
+
+
+class ResidualBlockNoBN(nn.Module):
+    """Residual block without batch norm: ``x + conv2(relu(conv1(x)))``.
+
+    Args:
+        n_feats: Feature channels.
+
+    Shape:
+        ``(N, C, H, W) -> (N, C, H, W)``.
+    """
+
+    def __init__(self, n_feats: int = 64) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(n_feats, n_feats, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(n_feats, n_feats, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x)))
+
+
+class MSRResNet(SRModel):
+    """Modified SRResNet (MSRResNet): the PSNR-oriented baseline of ESRGAN, as trained by BasicSR.
+
+    Wang et al., "ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks", ECCV
+    Workshops 2018, simplify the SRResNet of Ledig et al. (CVPR 2017): no batch norm, 3×3 convs,
+    LeakyReLU(0.1), and the output is a residual on the bilinear-upsampled input::
+
+        feat = lrelu(conv_first(x))
+        feat = body(feat)                       # B × (conv1 → ReLU → conv2, + identity)
+        feat = lrelu(shuffle(upconv_i(feat)))   # ×2, ×2 for ×4; one ×2 or ×3 stage otherwise
+        y = conv_last(lrelu(conv_hr(feat))) + bilinear(x)
+
+    Layer names follow BasicSR's ``MSRResNet`` (``conv_first``, ``body.N.conv1``/``conv2``,
+    ``upconv1`` (+ ``upconv2`` for ×4), ``conv_hr``, ``conv_last``), so BasicSR state dicts load
+    unchanged. Bilinear interpolation (``align_corners=False``, cell-centred) and pixel shuffle
+    commute with whole-LR-cell shifts, so the network is translation-equivariant. The input skip
+    needs ``out_channels == in_channels`` or one of them 1 (see :mod:`sciSR.models.layers.skip`).
+
+    Args:
+        scale: Upscaling factor (2, 3 or 4).
+        in_channels: Input channels.
+        out_channels: Output channels (default ``in_channels``).
+        n_feats: Feature channels (BasicSR ``num_feat``, 64).
+        n_blocks: Residual blocks (BasicSR ``num_block``, 16).
+
+    Shape:
+        ``(N, C_in, H, W) -> (N, C_out, H*scale, W*scale)``.
+    """
+
+    name = "msrresnet"
+    paper = MSRRESNET_PAPER
+    scales = (2, 3, 4)
+
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 1,
+        out_channels: int | None = None,
+        n_feats: int = 64,
+        n_blocks: int = 16,
+    ) -> None:
+        super().__init__(scale, in_channels, out_channels)
+        check_skip_channels("msrresnet", self.in_channels, self.out_channels)
+        self.conv_first = nn.Conv2d(self.in_channels, n_feats, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlockNoBN(n_feats) for _ in range(n_blocks)])
+        self.stages = [2, 2] if self.scale == 4 else [self.scale]
+        for i, r in enumerate(self.stages, start=1):
+            setattr(self, f"upconv{i}", nn.Conv2d(n_feats, n_feats * r * r, 3, padding=1))
+        self.conv_hr = nn.Conv2d(n_feats, n_feats, 3, padding=1)
+        self.conv_last = nn.Conv2d(n_feats, self.out_channels, 3, padding=1)
+        self.lrelu = nn.LeakyReLU(0.1)
+        self.config = {"n_feats": n_feats, "n_blocks": n_blocks}
+
+    def forward_sr(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.body(self.lrelu(self.conv_first(x)))
+        for i, r in enumerate(self.stages, start=1):
+            feat = self.lrelu(F.pixel_shuffle(getattr(self, f"upconv{i}")(feat), r))
+        y = self.conv_last(self.lrelu(self.conv_hr(feat)))
+        base = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return y + skip(base, self.out_channels)
+
+
+@register_model("msrresnet", paper=MSRRESNET_PAPER, tiny={"n_feats": 8, "n_blocks": 2})
+def msrresnet(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> MSRResNet:
+    """MSRResNet: 16 BN-free residual blocks × 64 features, pixel shuffle, bilinear input skip (×2/×3/×4)."""
+    return MSRResNet(scale, in_channels, out_channels, **kw)

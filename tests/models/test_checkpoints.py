@@ -337,6 +337,96 @@ def test_real_esrgan_x2_unshuffle(tmp_path) -> None:
     assert rel_diff(model, desc.model.eval(), rand_input(6, 8)) < TOL
 
 
+# --------------------------------------------------------------------------------------- MSRResNet
+def msrresnet_reference(sd: dict, scale: int) -> nn.Module:
+    """BasicSR ``MSRResNet`` forward written from its documented structure with plain torch ops
+    (BasicSR is not installed and spandrel has no MSRResNet): ``lrelu(conv_first)`` → B × (conv1 →
+    ReLU → conv2, + identity) → pixel-shuffle stages with LeakyReLU(0.1) → ``conv_hr`` → LeakyReLU →
+    ``conv_last``, plus the bilinear (``align_corners=False``) upsampled input."""
+    import torch.nn.functional as F
+
+    w = {k: v.clone() for k, v in sd.items()}
+    n_blocks = len({k.split(".")[1] for k in w if k.startswith("body.")})
+
+    def conv(x: torch.Tensor, name: str) -> torch.Tensor:
+        return F.conv2d(x, w[f"{name}.weight"], w[f"{name}.bias"], padding=1)
+
+    class Ref(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = F.leaky_relu(conv(x, "conv_first"), 0.1)
+            for i in range(n_blocks):
+                h = h + conv(torch.relu(conv(h, f"body.{i}.conv1")), f"body.{i}.conv2")
+            for i, r in enumerate([2, 2] if scale == 4 else [scale], start=1):
+                h = F.leaky_relu(F.pixel_shuffle(conv(h, f"upconv{i}"), r), 0.1)
+            h = conv(F.leaky_relu(conv(h, "conv_hr"), 0.1), "conv_last")
+            return h + F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+
+    return Ref().eval()
+
+
+def basicsr_msrresnet_sd(
+    scale: int, n_feats: int = 8, n_blocks: int = 3, c_in: int = 3, c_out: int = 3
+) -> dict:
+    """Random weights under BasicSR's MSRResNet key names and shapes (std large enough to matter)."""
+    g = torch.Generator().manual_seed(scale)
+
+    def conv(o: int, i: int) -> dict:
+        return {
+            "weight": torch.randn(o, i, 3, 3, generator=g) / (3 * i**0.5),
+            "bias": 0.1 * torch.randn(o, generator=g),
+        }
+
+    parts = {"conv_first": conv(n_feats, c_in)}
+    for b in range(n_blocks):
+        parts[f"body.{b}.conv1"] = conv(n_feats, n_feats)
+        parts[f"body.{b}.conv2"] = conv(n_feats, n_feats)
+    for i, r in enumerate([2, 2] if scale == 4 else [scale], start=1):
+        parts[f"upconv{i}"] = conv(n_feats * r * r, n_feats)
+    parts["conv_hr"] = conv(n_feats, n_feats)
+    parts["conv_last"] = conv(c_out, n_feats)
+    return {f"{m}.{p}": t for m, d in parts.items() for p, t in d.items()}
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("nest", ["params", "params_ema"])
+def test_basicsr_msrresnet(tmp_path, scale: int, nest: str) -> None:
+    sd = basicsr_msrresnet_sd(scale)
+    ref = msrresnet_reference(sd, scale)
+    model = sciSR.load_checkpoint(save(tmp_path, "MSRResNet.pth", sd, nest))
+    assert model.checkpoint_format == "basicsr-msrresnet" and model.registry_name == "msrresnet"
+    assert (model.scale, model.in_channels, model.out_channels) == (scale, 3, 3)
+    assert model.config == {"n_feats": 8, "n_blocks": 3}
+    assert model.input_mean is None and model.value_range == 1.0
+    x = rand_input()
+    assert rel_diff(model, ref, x) < TOL
+    # the conv path matters: the comparison is not carried by the bilinear skip alone
+    with torch.no_grad():
+        base = torch.nn.functional.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+        want = ref(x)
+    assert float((want - base).abs().max()) > 0.05 * float(want.max() - want.min())
+    # the create_model(pretrained=PATH) route and sciSR's own layout load the file too
+    again = sciSR.create_model(
+        "msrresnet",
+        scale=scale,
+        in_channels=3,
+        n_feats=8,
+        n_blocks=3,
+        pretrained=save(tmp_path, "plain.pth", sd),
+    )
+    assert rel_diff(again, ref, x) < TOL
+
+
+def test_basicsr_msrresnet_gray_and_wrong_stages(tmp_path) -> None:
+    sd = basicsr_msrresnet_sd(2, c_in=1, c_out=1)
+    model = sciSR.load_checkpoint(save(tmp_path, "gray.pth", sd, "params_ema"))
+    assert (model.in_channels, model.out_channels) == (1, 1)
+    assert rel_diff(model, msrresnet_reference(sd, 2), rand_input()[:, :1]) < TOL
+    sd["upconv1.weight"] = torch.zeros(8 * 16, 8, 3, 3)  # a single ×4 stage: not a BasicSR variant
+    sd["upconv1.bias"] = torch.zeros(8 * 16)
+    with pytest.raises(ValueError, match=r"pixel-shuffle stages \[4\] is not a BasicSR variant"):
+        sciSR.load_checkpoint(save(tmp_path, "x4one.pth", sd))
+
+
 # --------------------------------------------------------------------------------------- create_model route
 def test_create_model_pretrained_converts_foreign_layouts(tmp_path) -> None:
     from torchsr.models.edsr import EDSR
@@ -460,18 +550,18 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_unknown_layout_lists_keys_and_formats(tmp_path) -> None:
-    # BasicSR MSRResNet: sciSR's srresnet is the paper's BN/PReLU generator, a different network
+    # a BasicSR-like net with an unknown trunk (no body.N.conv1, rdb or residual_group keys)
     sd = {
         "conv_first.weight": torch.zeros(8, 3, 3, 3),
-        "body.0.conv1.weight": torch.zeros(8, 8, 3, 3),
+        "trunk.0.dw.weight": torch.zeros(8, 1, 3, 3),
         "upconv1.weight": torch.zeros(32, 8, 3, 3),
         "conv_hr.weight": torch.zeros(8, 8, 3, 3),
         "conv_last.weight": torch.zeros(3, 8, 3, 3),
     }
     with pytest.raises(ValueError) as err:
-        sciSR.load_checkpoint(save(tmp_path, "msrresnet.pth", sd, "params"))
+        sciSR.load_checkpoint(save(tmp_path, "mystery.pth", sd, "params"))
     msg = one_line(err)
-    assert "unknown checkpoint layout in msrresnet.pth" in msg and "conv_first.weight" in msg
+    assert "unknown checkpoint layout in mystery.pth" in msg and "conv_first.weight" in msg
     assert all(name in msg for name in known_formats())
 
 

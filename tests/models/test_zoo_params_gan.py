@@ -63,3 +63,10 @@ def test_swinir_classical_params() -> None:
     # 11.9 M in the paper, bias tables included.
     n = n_params("swinir", embed_dim=180, depths=(6,) * 6, num_heads=(6,) * 6, upsampler="pixelshuffle")
     assert close(n, 11.9e6)
+
+
+def test_msrresnet_params() -> None:
+    # BasicSR MSRResNet(3, 3, num_feat=64, num_block=16, upscale=4): 1 517 571 parameters (1.52 M).
+    n = n_params("msrresnet")
+    assert close(n, 1_517_571)
+    assert n == 1_517_571
