@@ -211,6 +211,23 @@ class CARN(SRModel):
         return self.exit(self.upsample(x, self.scale))
 
 
+class CARNM(CARN):
+    """CARN-M: :class:`CARN` with ``mobile=True`` (efficient residual units with 3×3 group convs,
+    ``groups=4``, one unit shared recursively inside each cascading block, group convs in the
+    upsampler). Published: 0.41 M parameters (RGB, with ×2/×3/×4 upsamplers).
+
+    Shape:
+        ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``.
+    """
+
+    name = "carn_m"
+
+    def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
+                 **kw: int | bool) -> None:
+        kw = {"mobile": True, **kw}
+        super().__init__(scale, in_channels, out_channels, **kw)  # type: ignore[arg-type]
+
+
 @register_model("carn", paper=CARN_PAPER, tiny={"n_feats": 8, "n_blocks": 2, "n_units": 2})
 def carn(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> CARN:
     """CARN: 3 cascading blocks × 3 residual units, 64 features (×2/×3/×4)."""
@@ -218,7 +235,6 @@ def carn(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, 
 
 
 @register_model("carn_m", paper=CARN_PAPER, tiny={"n_feats": 8, "n_blocks": 2, "n_units": 2})
-def carn_m(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> CARN:
+def carn_m(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> CARNM:
     """CARN-M: efficient (group-conv) residual units shared within each block (×2/×3/×4)."""
-    kw = {"mobile": True, **kw}
-    return CARN(scale, in_channels, out_channels, **kw)
+    return CARNM(scale, in_channels, out_channels, **kw)
