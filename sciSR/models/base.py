@@ -8,6 +8,7 @@ back. Nothing is clamped: physical fields leave ``[0, 1]``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -133,12 +134,13 @@ class SRModel(nn.Module):
     def receptive_field(self) -> int | None:
         """Half-width of the receptive field in LR pixels (``None`` = unbounded).
 
-        The default computes it from the layer structure by :func:`measure_receptive_field`;
-        subclasses may override with an analytic value (tests check it against the measurement).
+        The default is the structural bound of :func:`structural_receptive_field` (fast: one
+        tiny forward pass); subclasses may override with an analytic value. Tests check both
+        against the gradient measurement of :func:`measure_receptive_field`.
         """
         cached = getattr(self, "_rf_cache", "unset")
         if cached == "unset":
-            cached = measure_receptive_field(self) if self.equivariant else None
+            cached = structural_receptive_field(self) if self.equivariant else None
             self._rf_cache = cached
         return cached
 
@@ -215,6 +217,44 @@ def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
     if scale == 1:
         return x
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+
+
+@torch.no_grad()
+def structural_receptive_field(model: SRModel, probe: int = 8) -> int:
+    """Upper bound of the LR receptive field from the convolutions a forward pass runs.
+
+    Forward hooks record every ``Conv2d``/``ConvTranspose2d`` call (shared layers of recursive
+    nets count once per call) with its reach ``dilation·(k-1)/2`` and the resolution ``r`` it
+    runs at relative to the LR input. Reaches are summed in final-HR pixels (``reach·s/r``) and
+    converted to whole LR cells, ``ceil(total / s)``, which covers the sub-pixel phase at a
+    cell's edge; bicubic pre-upsampling adds its 2-cell support. Summing over parallel branches
+    over-estimates (safe: only a wider halo); ``F.interpolate`` calls inside a network are not
+    seen, so such networks override :meth:`SRModel.receptive_field` (tests compare with the
+    gradient measurement).
+    """
+    total = [0.0]
+    s = float(model.scale)
+
+    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], _out: object) -> None:
+        r = inp[0].shape[-1] / probe
+        k = mod.kernel_size[-1]
+        d = mod.dilation[-1] if isinstance(mod, nn.Conv2d) else 1
+        total[0] += d * (k - 1) / 2 * s / r
+
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    handles = [m.register_forward_hook(hook) for m in convs]
+    try:
+        p = next(model.parameters(), None)
+        x = torch.zeros(1, model.in_channels, probe, probe, device=p.device if p is not None else "cpu")
+        was_training = model.training
+        model.eval()
+        model(x)
+        model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    extra = 2 if model.upsampling == "pre" else 0
+    return int(math.ceil(total[0] / s - 1e-9)) + extra
 
 
 @torch.no_grad()
