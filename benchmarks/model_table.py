@@ -16,7 +16,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 from pathlib import Path
 
@@ -82,36 +81,14 @@ def fmt_flops(f: float | None) -> str:
     return f"{f / 1e9:.2f} G" if f >= 1e9 else f"{f / 1e6:.2f} M" if f >= 1e6 else f"{f / 1e3:.1f} K"
 
 
-def _rf_worker(name: str, scale: int, queue: mp.Queue) -> None:
-    torch.set_num_threads(1)
-    model = sciSR.create_model(name, scale=scale, in_channels=1, pretrained=False)
-    queue.put(model.receptive_field())
-
-
-def receptive_field(name: str, scale: int, timeout: float) -> str:
-    """``model.receptive_field()`` in a child process (measuring a deep net can take minutes)."""
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_rf_worker, args=(name, scale, queue), daemon=True)
-    proc.start()
-    proc.join(timeout)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
-        return f"not measured (> {timeout:.0f} s)"
-    if queue.empty():
-        return "error"
-    rf = queue.get()
-    return "unbounded" if rf is None else str(rf)
-
-
-def row(name: str, rf_timeout: float) -> list[str]:
+def row(name: str) -> list[str]:
     entry = get_entry(name)
     s = default_scale(name)
     model = sciSR.create_model(name, scale=s, in_channels=1, pretrained=False)
     params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     scales = "any" if not model.scales else "/".join(f"×{v}" for v in model.scales)
-    rf = receptive_field(name, s, rf_timeout)
+    rf_val = model.spec.receptive_field
+    rf = "unbounded" if rf_val is None else str(rf_val)
     flops = flops_per_pixel(model)
     return [
         f"`{name}`",
@@ -130,11 +107,11 @@ HEADER = ["name", "paper", "params (1-ch, default config)", "params published (p
           "FLOPs / output px", "receptive field (LR px)", "scales", "upsampling", "equivariant"]
 
 
-def table(names: list[str], rf_timeout: float = 60.0) -> str:
+def table(names: list[str]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for n in names:
         try:
-            cells = row(n, rf_timeout)
+            cells = row(n)
         except Exception as err:  # one broken model must not hide the others
             cells = [f"`{n}`", f"error: {type(err).__name__}: {err}"] + ["—"] * (len(HEADER) - 2)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
@@ -160,13 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-write", action="store_true", help="print only")
     ap.add_argument("--out", default=str(ROOT / "docs" / "models.md"))
-    ap.add_argument("--rf-timeout", type=float, default=60.0,
-                    help="seconds allowed per receptive-field measurement")
     ap.add_argument("names", nargs="*", help="models to include (default: all registered)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     names = args.names or sciSR.list_models()
-    text = table(names, args.rf_timeout)
+    text = table(names)
     if not args.no_write:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

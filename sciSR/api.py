@@ -14,7 +14,7 @@ from torch import nn
 
 from .models.registry import get_entry
 from .normalize import Normalizer
-from .pipeline import Pipeline, model_in_channels
+from .pipeline import PIPELINE_OPTS, Pipeline, model_in_channels
 
 
 def downscale(
@@ -177,8 +177,8 @@ def downscale_array(
         multi-channel model).
     """
     arr, src, torch_device = as_float_array(data)
-    model_kwargs = {k: v for k, v in kwargs.items() if k not in _PIPELINE_OPTS}
-    opts = {k: v for k, v in kwargs.items() if k in _PIPELINE_OPTS}
+    model_kwargs = {k: v for k, v in kwargs.items() if k not in PIPELINE_OPTS}
+    opts = {k: v for k, v in kwargs.items() if k in PIPELINE_OPTS}
     c = infer_in_channels(model, model_kwargs)
     model_kwargs["in_channels"] = c
     if isinstance(model, nn.Module):
@@ -203,16 +203,3 @@ def downscale_array(
 
         return torch.from_numpy(np.ascontiguousarray(y)).to(torch_device)
     return y
-
-
-_PIPELINE_OPTS = (
-    "weights",
-    "tile",
-    "overlap",
-    "norm",
-    "precision",
-    "device",
-    "batch_size",
-    "progress",
-    "blend",
-)

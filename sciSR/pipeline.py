@@ -24,6 +24,19 @@ from .models.registry import create_model, default_weights_path, get_entry, miss
 from .normalize import Normalizer, get_normalizer
 from .tiling import Tiler
 
+#: Keyword options of :meth:`Pipeline.build` that are not the model's own hyper-parameters.
+PIPELINE_OPTS = (
+    "weights",
+    "tile",
+    "overlap",
+    "norm",
+    "precision",
+    "device",
+    "batch_size",
+    "progress",
+    "blend",
+)
+
 
 def resolve_model(
     model: str | nn.Module,

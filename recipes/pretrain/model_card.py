@@ -26,9 +26,11 @@ def card(weights: Path, heldout: dict) -> str:
     lines = [
         f"# Model card: `{weights.stem}`",
         "",
-        f"* **Architecture**: `{spec['name']}` ({spec['paper']}), ×{spec['scale']}, {spec['in_channels']} channel, "
-        f"default configuration, {params:,} parameters, receptive field {spec['receptive_field']} LR px.",
-        f"* **Produced by**: `{meta.get('recipe', 'recipes/pretrain/train_photos.py')}` (sciSR's own recipe), "
+        f"* **Architecture**: `{spec['name']}` ({spec['paper']}), ×{spec['scale']}, "
+        f"{spec['in_channels']} channel, default configuration, {params:,} parameters, "
+        f"receptive field {spec['receptive_field']} LR px.",
+        f"* **Produced by**: `{meta.get('recipe', 'recipes/pretrain/train_photos.py')}` "
+        "(sciSR's own recipe), "
         f"{cfg['steps']:,} Adam steps, batch {cfg['batch_size']}, HR patches {cfg['patch']}×{cfg['patch']}, "
         f"lr {cfg['lr']:g} → {cfg['lr_min']:g} (cosine), {cfg['loss']} loss, seed {cfg['seed']}, "
         f"{rec['seconds'] / 60:.0f} min on one CPU thread.",
@@ -47,13 +49,13 @@ def card(weights: Path, heldout: dict) -> str:
         "",
         "| data | protocol | metric | this model | bicubic |",
         "|---|---|---|---:|---:|",
-        f"| {ph['n']} photos, Debian libjxl-testdata | Y channel, antialiased bicubic LR, {spec['scale']} px shaved "
-        f"| PSNR dB | {ph['psnr']:.2f} | {ph['psnr_bicubic']:.2f} |",
+        f"| {ph['n']} photos, Debian libjxl-testdata | Y channel, antialiased bicubic LR, "
+        f"{spec['scale']} px shaved | PSNR dB | {ph['psnr']:.2f} | {ph['psnr_bicubic']:.2f} |",
         f"| same | same | SSIM | {ph['ssim']:.4f} | {ph['ssim_bicubic']:.4f} |",
         f"| Olinda DEM (r-cran-stars, UTM 25S, 90 m) | block-mean LR | RMSE m | {dem['rmse']:.3f} | "
         f"{dem['rmse_bicubic']:.3f} |",
-        f"| Stage IV precipitation, hours 16–22 ({pr['n']} fields) | block-mean LR | RMSE mm/h | {pr['rmse']:.3f} | "
-        f"{pr['rmse_bicubic']:.3f} |",
+        f"| Stage IV precipitation, hours 16–22 ({pr['n']} fields) | block-mean LR | RMSE mm/h | "
+        f"{pr['rmse']:.3f} | {pr['rmse_bicubic']:.3f} |",
         "",
         "## Limits",
         "",

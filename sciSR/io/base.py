@@ -49,18 +49,6 @@ _LOADED = False
 _LOAD_LOCK = threading.RLock()
 #: Modules of the built-in adapters, imported on first use of the registry.
 _BUILTIN_MODULES = ("netcdf", "zarr", "geotiff", "nifti", "image")
-#: Options of :meth:`sciSR.pipeline.Pipeline.build` other than the model's own keyword arguments.
-PIPELINE_OPTS = (
-    "weights",
-    "tile",
-    "overlap",
-    "norm",
-    "precision",
-    "device",
-    "batch_size",
-    "progress",
-    "blend",
-)
 #: Parameters of :meth:`Adapter.downscale` that are not user options.
 _DOWNSCALE_FIXED = ("self", "ds", "pipe", "scale", "variables", "dtype")
 
@@ -437,6 +425,8 @@ def _split_options(
     adapter: Adapter, opts: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Split user options into pipeline options, adapter options and model keyword arguments."""
+    from ..pipeline import PIPELINE_OPTS
+
     own = inspect.signature(type(adapter).downscale).parameters
     base = inspect.signature(Adapter.downscale).parameters
     takes_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values())

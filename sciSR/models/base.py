@@ -254,7 +254,7 @@ def structural_receptive_field(model: SRModel, probe: int = 8) -> int:
         for h in handles:
             h.remove()
     extra = 2 if model.upsampling == "pre" else 0
-    return int(math.ceil(total[0] / s - 1e-9)) + extra
+    return math.ceil(total[0] / s - 1e-9) + extra
 
 
 @torch.no_grad()
