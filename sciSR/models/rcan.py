@@ -30,7 +30,8 @@ class RCAB(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.res_scale
+        y = self.body(x)
+        return x + (y * self.res_scale if self.res_scale != 1 else y)
 
 
 class ResidualGroup(nn.Module):

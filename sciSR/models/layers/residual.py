@@ -27,4 +27,5 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x) * self.res_scale
+        y = self.body(x)
+        return x + (y * self.res_scale if self.res_scale != 1 else y)
