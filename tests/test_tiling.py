@@ -7,6 +7,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sciSR
 from sciSR.pipeline import Pipeline
@@ -105,3 +107,29 @@ def test_periodic_wrap_matches_explicit_padding() -> None:
     pad = np.concatenate([x[..., -2:], x, x[..., :2]], axis=-1)
     ref = p.run(pad, p.fit(pad))[..., 4:-4]
     np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    h=st.integers(1, 120),
+    w=st.integers(1, 120),
+    tile=st.integers(1, 50),
+    halo=st.integers(0, 12),
+    scale=st.integers(1, 4),
+)
+def test_windows_property(h: int, w: int, tile: int, halo: int, scale: int) -> None:
+    """For any shape, tile and halo: kept regions partition the array and keep ≥ halo context."""
+    t = Tiler(tile=tile, halo=halo, scale=scale)
+    cover = np.zeros((h, w), dtype=int)
+    sizes = set()
+    for win in t.windows(h, w):
+        sizes.add((win.y1 - win.y0, win.x1 - win.x0))
+        assert 0 <= win.y0 <= win.ky0 < win.ky1 <= win.y1 <= h
+        assert 0 <= win.x0 <= win.kx0 < win.kx1 <= win.x1 <= w
+        assert win.ky0 - win.y0 >= halo or win.top
+        assert win.y1 - win.ky1 >= halo or win.bottom
+        assert win.kx0 - win.x0 >= halo or win.left
+        assert win.x1 - win.kx1 >= halo or win.right
+        cover[win.ky0 : win.ky1, win.kx0 : win.kx1] += 1
+    assert (cover == 1).all()
+    assert len(sizes) == 1  # one window size: tiles batch
