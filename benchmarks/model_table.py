@@ -44,6 +44,10 @@ PUBLISHED: dict[str, str] = {
     "idn": "553 K (Y)",
     "rcan": "15.6 M (RGB ×4)",
     "esrgan": "16.7 M (RRDBNet, RGB ×4)",
+    "srresnet": "1.55 M (RGB ×4)",
+    "srgan": "1.55 M (generator, RGB ×4)",
+    "msrresnet": "1.52 M (BasicSR MSRResNet, RGB ×4)",
+    "swinir": "897 K (light ×4, RGB; excludes the 32 K relative-position tables, see test)",
 }
 
 
