@@ -22,14 +22,17 @@ from sciSR.metrics import psnr
 from sciSR.pipeline import Pipeline
 
 
-def best_time(fn, repeat: int) -> float:
-    fn()  # warm-up (oneDNN primitive creation, allocator)
-    times = []
+def interleaved_best(fns: list, repeat: int) -> list[float]:
+    """Best-of-``repeat`` time of each function, runs interleaved so machine noise hits all alike."""
+    for fn in fns:
+        fn()  # warm-up
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        for i, fn in enumerate(fns):
+            t = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return best
 
 
 def engine_table(size: int, repeat: int, scale: int = 4) -> None:
@@ -52,9 +55,7 @@ def engine_table(size: int, repeat: int, scale: int = 4) -> None:
             with torch.no_grad():
                 return m(xt)
 
-        t_plain = best_time(plain, repeat)
         p32 = Pipeline.build(m, scale, tile=0, precision="fp32", norm=None, progress=False)
-        t32 = best_time(lambda p=p32: p.run(x, p.fit(x)), repeat)
         y32 = p32.run(x, p32.fit(x))
         pa = Pipeline.build(
             sciSR.create_model(name, scale=scale, in_channels=1, pretrained=False).eval(),
@@ -65,8 +66,10 @@ def engine_table(size: int, repeat: int, scale: int = 4) -> None:
             progress=False,
         )
         pa.model.load_state_dict(m.state_dict())
-        tauto = best_time(lambda p=pa: p.run(x, p.fit(x)), repeat)
         ya = pa.run(x, pa.fit(x))
+        t_plain, t32, tauto = interleaved_best(
+            [plain, lambda p=p32: p.run(x, p.fit(x)), lambda p=pa: p.run(x, p.fit(x))], repeat
+        )
         print(
             f"{name:15} {mp / t_plain:11.3f} {mp / t32:12.3f} {mp / tauto:12.3f} {t_plain / tauto:10.2f}× "
             f"{psnr(ya, y32):15.1f} dB   (auto = {pa.engine.precision})"
@@ -87,8 +90,9 @@ def tiling_table(size: int, repeat: int, scale: int = 4) -> None:
         whole = Pipeline.build(m, scale, tile=0, norm=None, progress=False)
         tiled = Pipeline.build(m, scale, tile=None, norm=None, progress=False)
         tile = tiled.tiler_for(size, size).tile
-        tw = best_time(lambda p=whole: p.run(x, p.fit(x)), repeat)
-        tt = best_time(lambda p=tiled: p.run(x, p.fit(x)), repeat)
+        tw, tt = interleaved_best(
+            [lambda p=whole: p.run(x, p.fit(x)), lambda p=tiled: p.run(x, p.fit(x))], repeat
+        )
         d = np.abs(whole.run(x, whole.fit(x)) - tiled.run(x, tiled.fit(x))).max()
         print(
             f"{name:15} {tiled.halo:5d} {tile:13d} {tw:9.2f} {tt:9.2f} {100 * (tt / tw - 1):8.1f}% {d:11.2e}"
