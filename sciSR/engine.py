@@ -113,23 +113,42 @@ def activation_bytes_per_pixel(model: nn.Module, in_channels: int, probe: int = 
     return 4.0 * max(peak[0], 1) / (probe * probe)
 
 
-def auto_tile_size(model: nn.Module, in_channels: int, halo: int, budget_bytes: float) -> int:
+def auto_tile_size(
+    model: nn.Module, in_channels: int, halo: int, budget_bytes: float, precision: str = "fp32"
+) -> int:
     """Largest core tile (LR pixels per side) whose activations fit ``budget_bytes``.
 
-    The working set is taken as four times the largest activation (input, output and two
-    residual branches alive at once), at fp32.
+    The working set is taken as twice the largest activation (a layer's input and output alive
+    at once), at 2 bytes per value under bf16/fp16 autocast and 4 at fp32.
     """
-    per_px = 4.0 * activation_bytes_per_pixel(model, in_channels)
+    per_value = 2.0 if precision in ("bf16", "fp16") else 4.0
+    per_px = 2.0 * activation_bytes_per_pixel(model, in_channels) * per_value / 4.0
     side = int(math.sqrt(max(budget_bytes, 1.0) / per_px)) - 2 * halo
-    return int(min(max(side, 32), 4096))
+    return int(min(max(side, 32), 8192))
+
+
+def available_memory() -> float:
+    """Bytes of memory available to new allocations (``MemAvailable``; 4 GiB if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4.0 * 2**30
 
 
 def default_budget(device: torch.device) -> float:
-    """Memory budget for one batch of tiles: half the free GPU memory, or 1.5 GiB on the CPU."""
+    """Memory for one batch of tiles: ``SCISR_MEMORY_BUDGET`` (bytes) if set, else half the free
+    GPU memory, or a quarter of the available RAM (at most 8 GiB) on the CPU."""
+    env = os.environ.get("SCISR_MEMORY_BUDGET")
+    if env:
+        return float(env)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return 0.5 * free
-    return 1.5 * 2**30
+    return min(0.25 * available_memory(), 8.0 * 2**30)
 
 
 @dataclass

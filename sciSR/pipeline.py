@@ -178,9 +178,8 @@ class Pipeline:
             if not any(True for _ in self.model.parameters()):
                 tile = max(h, w)
             else:
-                tile = auto_tile_size(
-                    self.model, self.in_channels, self.halo, default_budget(self.engine.device)
-                )
+                budget = default_budget(self.engine.device)
+                tile = auto_tile_size(self.model, self.in_channels, self.halo, budget, self.engine.precision)
         elif tile == 0:
             tile = max(h, w)
         return Tiler(int(tile), self.halo, self.scale, self.blend)

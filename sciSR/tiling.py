@@ -30,6 +30,20 @@ def window_starts(length: int, window: int, stride: int) -> list[int]:
     return [round(i * (length - window) / (n - 1)) for i in range(n)]
 
 
+def fit_window(length: int, tile: int, halo: int) -> int:
+    """Window size for one axis: the fewest windows of at most ``tile + 2·halo`` that cover it.
+
+    The windows are then shrunk to the smallest equal size that still covers ``length`` with
+    overlaps of ``2·halo``, so no LR pixel is processed more often than the halo requires
+    (spreading full-size windows instead can overlap far more than ``2·halo``).
+    """
+    full = tile + 2 * halo
+    if full >= length:
+        return length
+    n = math.ceil((length - 2 * halo) / tile)
+    return min(full, math.ceil((length + (n - 1) * 2 * halo) / n))
+
+
 @dataclass(frozen=True)
 class Window:
     """One tile: the LR window read, and the HR region of it that is kept (crop mode).
@@ -86,9 +100,8 @@ class Tiler:
             raise ValueError(f"tile must be ≥ 1 and overlap ≥ 0, got tile={self.tile}, overlap={self.halo}")
 
     def window_size(self, h: int, w: int) -> tuple[int, int]:
-        """LR window height and width used for an ``h × w`` array."""
-        p = self.tile + 2 * self.halo
-        return min(p, h), min(p, w)
+        """LR window height and width used for an ``h × w`` array (see :func:`fit_window`)."""
+        return fit_window(h, self.tile, self.halo), fit_window(w, self.tile, self.halo)
 
     def windows(self, h: int, w: int) -> list[Window]:
         """All windows covering an ``h × w`` LR array."""
