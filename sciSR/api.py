@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .models.base import check_scale
 from .models.registry import get_entry
 from .normalize import Normalizer
 from .pipeline import PIPELINE_OPTS, Pipeline, model_in_channels
@@ -68,6 +69,8 @@ def downscale(
             channel mismatch, or missing weights.
         TypeError: Unsupported input type or dtype.
     """
+    scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
+    check_dtype(dtype)
     opts = dict(
         weights=weights,
         tile=tile,
@@ -103,6 +106,25 @@ def downscale(
     if variables is not None:
         raise ValueError("variables= selects Dataset variables; it does not apply to arrays")
     return downscale_array(data, model, scale, dtype=dtype, **opts, **model_kwargs)
+
+
+def check_dtype(dtype: Any) -> None:
+    """Reject an unusable output ``dtype`` before any work is done.
+
+    Raises:
+        TypeError: ``dtype`` is not ``None``, ``"source"``/``"input"`` or a numeric numpy dtype.
+    """
+    if dtype is None or (isinstance(dtype, str) and dtype in ("source", "input")):
+        return
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        kind = None
+    if kind not in ("f", "i", "u"):
+        raise TypeError(
+            f"unknown output dtype {dtype!r}: use None (float32), 'source' (the input's dtype) "
+            f"or a numeric dtype such as 'float32', 'int16' or 'uint8'"
+        )
 
 
 def _is_xarray(obj: Any) -> bool:

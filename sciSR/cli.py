@@ -98,24 +98,31 @@ def downscale_cmd(
         kw["in_channels"] = in_channels
     if random_init:
         kw["pretrained"] = False
-    downscale(
-        str(src),
-        model=model,
-        scale=scale,
-        weights=weights,
-        variables=list(variables) or None,
-        tile=tile,
-        overlap=overlap,
-        norm=None if norm == "none" else norm,
-        precision=precision,
-        device=device,
-        batch_size=batch_size,
-        progress=progress,
-        out=out,
-        dtype=dtype,
-        blend=blend,
-        **kw,
-    )
+    try:
+        downscale(
+            str(src),
+            model=model,
+            scale=scale,
+            weights=weights,
+            variables=list(variables) or None,
+            tile=tile,
+            overlap=overlap,
+            norm=None if norm == "none" else norm,
+            precision=precision,
+            device=device,
+            batch_size=batch_size,
+            progress=progress,
+            out=out,
+            dtype=dtype,
+            blend=blend,
+            **kw,
+        )
+    except ValueError as e:
+        if not str(e).startswith("no weights for"):
+            raise
+        # the API's hint names keyword arguments; say it with this command's options
+        hint = str(e).replace("pass weights=PATH", "pass --weights PATH")
+        raise ValueError(hint.replace("pretrained=False", "--random-init")) from None
     click.echo(f"wrote {out}", err=True)
 
 

@@ -108,12 +108,21 @@ def test_auto_precision_is_close_to_fp32() -> None:
         (np.zeros((4, 4)), {"precision": "fp8"}, ValueError, "unknown precision"),
         (np.zeros((4, 4)), {"tile": -3}, ValueError, "tile must be"),
         (np.zeros((4, 4)), {"out": "x.nc"}, ValueError, "out= is for xarray"),
+        (np.zeros((4, 4)), {"dtype": "int99"}, TypeError, "unknown output dtype 'int99'"),
+        (np.zeros((4, 4)), {"dtype": "str"}, TypeError, "unknown output dtype"),
     ],
 )
 def test_bad_input_gives_clear_errors(data, kwargs, exc, match) -> None:
     kwargs = {"model": "bicubic", "scale": 2, **kwargs}
     with pytest.raises(exc, match=match):
         sciSR.downscale(data, **kwargs)
+
+
+def test_whole_float_scale_is_accepted_like_the_integer() -> None:
+    x = np.random.default_rng(3).random((6, 7))
+    np.testing.assert_array_equal(
+        sciSR.downscale(x, model="bicubic", scale=2.0), sciSR.downscale(x, model="bicubic", scale=2)
+    )
 
 
 def test_module_built_for_other_scale_is_rejected() -> None:

@@ -313,10 +313,27 @@ def dataset_crs(ds: xr.Dataset) -> Any:
         crs = ds.rio.crs
     except Exception:
         crs = None
-    if crs is None and "spatial_ref" in ds.coords and ds["spatial_ref"].attrs.get("crs_wkt"):
+    if crs is None:  # a grid-mapping *data* variable (CF files read without decode_coords="all")
         from rasterio.crs import CRS
 
-        crs = CRS.from_wkt(ds["spatial_ref"].attrs["crs_wkt"])
+        names = ["spatial_ref"] + [
+            str(v.encoding.get("grid_mapping", v.attrs.get("grid_mapping")))
+            for v in ds.data_vars.values()
+        ]
+        for name in dict.fromkeys(names):
+            attrs = ds[name].attrs if name in ds.variables else {}
+            wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+            try:
+                if wkt:
+                    crs = CRS.from_wkt(wkt)
+                elif "grid_mapping_name" in attrs:
+                    import pyproj
+
+                    crs = CRS.from_wkt(pyproj.CRS.from_cf(attrs).to_wkt())
+            except Exception:  # not a usable CRS description: try the next candidate
+                crs = None
+            if crs is not None:
+                break
     return crs
 
 
@@ -575,7 +592,8 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
     transform = dataset_transform(geo, ydim, xdim)
     crs = (
         dataset_crs(ds)
-        if "spatial_ref" in ds.coords or any("grid_mapping" in ds[n].attrs for n in names)
+        if "spatial_ref" in ds.variables
+        or any("grid_mapping" in ds[n].attrs or "grid_mapping" in ds[n].encoding for n in names)
         else None
     )
     if crs is None and _is_latlon(ds, ydim, xdim):

@@ -6,6 +6,8 @@ Pickles that need code execution are refused; nothing is downloaded.
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,15 +39,28 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         from safetensors import safe_open
 
         sd: dict[str, torch.Tensor] = {}
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            for k in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                sd[k] = f.get_tensor(k)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                for k in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                    sd[k] = f.get_tensor(k)
+        except Exception as err:  # safetensors raises its own error types on bad headers
+            msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"cannot read {path.name} as safetensors ({msg}); the file is truncated or not a "
+                f"safetensors file: download or save it again"
+            ) from None
         return sd, meta
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as err:  # pickle.UnpicklingError and friends
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        blocked = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if blocked:  # torch's own text suggests weights_only=False, which sciSR never does
+            msg = f"loading it would import and run {blocked.group(1)}"
+        elif isinstance(err, pickle.UnpicklingError):
+            msg = "it holds pickled objects other than tensors"
+        else:
+            msg = f"unreadable: {type(err).__name__}, truncated or not a PyTorch file"
         raise ValueError(
             f"refusing to load {path.name}: it is not a plain tensor checkpoint ({msg}); sciSR never "
             f"unpickles code. Re-save it as safetensors or as a plain state dict "

@@ -198,6 +198,18 @@ def test_open_write_and_cross_format(tmp_path, dem_path):
     np.testing.assert_allclose(nc.y.values, ds.y.values)
 
 
+@pytest.mark.parametrize("via", ["nc", "zarr"])
+def test_crs_survives_a_cf_round_trip_back_to_geotiff(tmp_path, dem_path, via):
+    # reopened CF files hold spatial_ref as a data variable, not a coordinate
+    sciSR.write(sciSR.open(dem_path), tmp_path / f"dem.{via}")
+    sciSR.write(sciSR.open(tmp_path / f"dem.{via}"), tmp_path / "back.tif")
+    sciSR.downscale(tmp_path / f"dem.{via}", model="bicubic", scale=2, out=tmp_path / "x2.tif")
+    with rasterio.open(dem_path) as a, rasterio.open(tmp_path / "back.tif") as b:
+        assert b.crs == a.crs and b.transform.almost_equals(a.transform)
+    with rasterio.open(dem_path) as a, rasterio.open(tmp_path / "x2.tif") as b:
+        assert b.crs == a.crs and b.transform.almost_equals(a.transform * Affine.scale(0.5))
+
+
 def test_xarray_input_rewrites_stale_geotransform(tmp_path, dem_path):
     ds = sciSR.open(dem_path)
     res = sciSR.downscale(ds, model="bicubic", scale=2)

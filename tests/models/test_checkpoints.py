@@ -596,6 +596,25 @@ def test_pickle_with_code_is_refused(tmp_path) -> None:
         sciSR.create_model("edsr", scale=2, pretrained=path)
 
 
+def test_refusal_names_the_blocked_global_and_never_suggests_unsafe_loading(tmp_path) -> None:
+    path = tmp_path / "module.pth"
+    torch.save(sciSR.create_model("espcn", scale=2, pretrained=False), path)  # a whole pickled module
+    with pytest.raises(ValueError) as err:
+        sciSR.load_checkpoint(path)
+    msg = one_line(err)
+    assert "refusing to load module.pth" in msg and "ESPCN" in msg and "weights_only" not in msg
+
+
+def test_corrupt_safetensors_is_explained(tmp_path) -> None:
+    good = tmp_path / "good.safetensors"
+    save_weights(sciSR.create_model("espcn", scale=2, pretrained=False), good)
+    bad = tmp_path / "cut.safetensors"
+    bad.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(ValueError) as err:
+        sciSR.load_checkpoint(bad)
+    assert "cannot read cut.safetensors as safetensors" in one_line(err)
+
+
 def test_variant_keys_are_reported(tmp_path) -> None:
     from torchsr.models.edsr import EDSR
 
