@@ -6,6 +6,7 @@ Errors print one line (``scisr: error: ...``) and exit non-zero; ``--debug`` sho
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -70,7 +71,9 @@ def info_cmd(path: Path) -> None:
 @click.option("--blend", type=click.Choice(["crop", "hann", "gaussian"]), help="Tile merge mode.")
 @click.option("--channels", "in_channels", type=int, help="Treat this many bands as model channels.")
 @click.option("--random-init", is_flag=True, help="Use a randomly initialised model (testing only).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when it is a terminal)."
+)
 def downscale_cmd(
     src: Path,
     out: Path,
@@ -88,7 +91,7 @@ def downscale_cmd(
     blend: str | None,
     in_channels: int | None,
     random_init: bool,
-    progress: bool,
+    progress: bool | None,
 ) -> None:
     """Super-resolve SRC (NetCDF, Zarr, GeoTIFF, NIfTI, image) into OUT."""
     from .api import downscale
@@ -192,10 +195,17 @@ def demo_cmd(outdir: Path, scale: int) -> None:
     run_demo(outdir, scale=scale)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *_args: object, **_kw: object) -> str:
+    """Warnings as ``scisr: warning: ...`` lines (no file/line/source noise) outside ``--debug``."""
+    return f"scisr: warning: {str(message).splitlines()[0]}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scisr`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:
+        warnings.formatwarning = _one_line_warning
     try:
         cli.main(args=args, prog_name="scisr", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -138,3 +138,10 @@ def test_import_is_light() -> None:
     code = "import sys, sciSR; print(any(m in sys.modules for m in ('torch', 'xarray', 'rasterio', 'dask')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_family_models_report_their_own_name_and_unknown_options() -> None:
+    with pytest.raises(ValueError, match="model 'edsr_baseline' supports scales"):
+        sciSR.downscale(np.ones((8, 8)), model="edsr_baseline", scale=5, pretrained=False)
+    with pytest.raises(TypeError, match="model 'bicubic' has no option 'foo'"):
+        sciSR.downscale(np.ones((8, 8)), model="bicubic", scale=2, foo=1)

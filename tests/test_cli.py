@@ -41,3 +41,12 @@ def test_debug_shows_traceback(tmp_path) -> None:
 def test_usage_error_exit_code() -> None:
     r = run("downscale")
     assert r.returncode == 2
+
+
+def test_warnings_are_one_line() -> None:
+    from sciSR.data import sample_path
+
+    r = run("info", str(sample_path("coads_sst_climatology.nc")))  # its year-0 calendar cannot be decoded
+    assert r.returncode == 0
+    err = r.stderr.strip().splitlines()
+    assert err and all(line.startswith("scisr: warning:") for line in err)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -183,7 +184,7 @@ def create_model(
         ValueError: Unknown name, unsupported scale, or ``pretrained=True`` without shipped weights.
     """
     entry = get_entry(name)
-    model = entry.builder(scale=scale, in_channels=in_channels, out_channels=out_channels, **kwargs)
+    model = _build(entry, scale, in_channels, out_channels, kwargs)
     model.registry_name = entry.name
     if isinstance(pretrained, (str, Path)):
         from .checkpoints import load_pretrained_into
@@ -198,6 +199,28 @@ def create_model(
         elif pretrained is True:
             raise ValueError(missing_weights_message(entry.name, model.scale, in_channels))
     return model.eval()
+
+
+def _build(
+    entry: ModelEntry, scale: int, in_channels: int, out_channels: int | None, kwargs: dict[str, Any]
+) -> SRModel:
+    """Call the builder; errors name the registry entry, and unknown options get a clear message."""
+    try:
+        return entry.builder(scale=scale, in_channels=in_channels, out_channels=out_channels, **kwargs)
+    except TypeError as err:
+        m = re.search(r"unexpected keyword argument '(\w+)'", str(err))
+        if m is None:
+            raise
+        raise TypeError(
+            f"model '{entry.name}' has no option '{m.group(1)}' (and it is not an option of sciSR.downscale "
+            f"either); see help(sciSR.downscale) and the model's docstring"
+        ) from None
+    except ValueError as err:
+        # family classes share one check (edsr_baseline is an EDSR): report the name the user gave
+        msg = re.sub(r"^model '\w+'", f"model '{entry.name}'", str(err))
+        if msg == str(err):
+            raise
+        raise ValueError(msg) from None
 
 
 def missing_weights_message(name: str, scale: int, in_channels: int) -> str:
