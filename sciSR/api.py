@@ -12,10 +12,19 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .dtypes import as_float_array, cast_output, check_dtype
 from .models.base import check_scale
-from .models.registry import get_entry
 from .normalize import Normalizer
-from .pipeline import PIPELINE_OPTS, Pipeline, model_in_channels
+from .pipeline import PIPELINE_OPTS, Pipeline, infer_in_channels
+
+__all__ = [
+    "as_float_array",
+    "cast_output",
+    "check_dtype",
+    "downscale",
+    "downscale_array",
+    "infer_in_channels",
+]
 
 
 def downscale(
@@ -108,85 +117,13 @@ def downscale(
     return downscale_array(data, model, scale, dtype=dtype, **opts, **model_kwargs)
 
 
-def check_dtype(dtype: Any) -> None:
-    """Reject an unusable output ``dtype`` before any work is done.
-
-    Raises:
-        TypeError: ``dtype`` is not ``None``, ``"source"``/``"input"`` or a numeric numpy dtype.
-    """
-    if dtype is None or (isinstance(dtype, str) and dtype in ("source", "input")):
-        return
-    try:
-        kind = np.dtype(dtype).kind
-    except TypeError:
-        kind = None
-    if kind not in ("f", "i", "u"):
-        raise TypeError(
-            f"unknown output dtype {dtype!r}: use None (float32), 'source' (the input's dtype) "
-            f"or a numeric dtype such as 'float32', 'int16' or 'uint8'"
-        )
-
 
 def _is_xarray(obj: Any) -> bool:
     mod = type(obj).__module__
     return mod.startswith("xarray") and type(obj).__name__ in ("Dataset", "DataArray")
 
 
-def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> int:
-    """Channel count the model expects: explicit ``in_channels``, the module's, or 1."""
-    if "in_channels" in model_kwargs:
-        return int(model_kwargs["in_channels"])
-    if isinstance(model, nn.Module):
-        return model_in_channels(model)
-    get_entry(model)  # unknown names fail early, with suggestions
-    return 1
 
-
-def as_float_array(data: Any) -> tuple[np.ndarray, np.dtype, Any]:
-    """Validate array-like input and convert it to float32 (float64 kept as float64).
-
-    Returns:
-        ``(array, source dtype, torch device or None)``.
-    """
-    torch_device = None
-    if type(data).__module__.startswith("torch"):
-        torch_device = data.device
-        data = data.detach().cpu().numpy()
-    if not isinstance(data, np.ndarray):
-        if hasattr(data, "__array__") or isinstance(data, (list, tuple)):
-            data = np.asarray(data)
-        else:
-            raise TypeError(
-                f"cannot downscale a {type(data).__name__}; pass a numpy array, torch tensor, "
-                f"xarray object or a file path"
-            )
-    src = data.dtype
-    if src.kind not in "fiu":
-        raise TypeError(
-            f"data of dtype {src} cannot be super-resolved; convert it to a float or integer array"
-        )
-    if data.ndim < 2:
-        raise ValueError(f"expected an array with at least 2 dims (..., H, W), got shape {data.shape}")
-    if data.size == 0 or min(data.shape[-2:]) < 1:
-        raise ValueError(f"the array is empty (shape {data.shape}); nothing to downscale")
-    arr = data.astype(np.float64 if src == np.float64 else np.float32, copy=False)
-    return arr, src, torch_device
-
-
-def cast_output(y: np.ndarray, src: np.dtype, dtype: Any) -> np.ndarray:
-    """Apply the requested output dtype: float32 by default, ``"source"`` or a dtype (ints round and clip)."""
-    if dtype is None:
-        return y.astype(np.float32, copy=False)
-    target = src if (isinstance(dtype, str) and dtype in ("source", "input")) else np.dtype(dtype)
-    if target.kind in "iu":
-        info = np.iinfo(target)
-        if np.isnan(y).any():
-            raise ValueError(
-                f"output has invalid (NaN) cells that {target} cannot hold; keep the float32 default "
-                f"or fill them first"
-            )
-        return np.clip(np.rint(y), info.min, info.max).astype(target)
-    return y.astype(target, copy=False)
 
 
 def downscale_array(

@@ -89,6 +89,15 @@ def model_in_channels(model: nn.Module) -> int:
             return m.in_channels
     return 1
 
+def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> int:
+    """Channel count the model expects: explicit ``in_channels``, the module's, or 1."""
+    if "in_channels" in model_kwargs:
+        return int(model_kwargs["in_channels"])
+    if isinstance(model, nn.Module):
+        return model_in_channels(model)
+    get_entry(model)  # unknown names fail early, with suggestions
+    return 1
+
 
 @dataclass
 class Pipeline:

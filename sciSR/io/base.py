@@ -452,8 +452,7 @@ def build_pipeline(
     ``adapter.default_norm`` applies when ``norm`` is ``"auto"`` (the default) and the weights
     carry no normalization of their own.
     """
-    from ..api import infer_in_channels
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, infer_in_channels
 
     kwargs = dict(model_kwargs)
     c = infer_in_channels(model, kwargs)

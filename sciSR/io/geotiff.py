@@ -523,7 +523,7 @@ def _cast(
             f"the output has nodata (NaN) cells that {target} cannot mark: the source has no "
             f"usable nodata value ({nodata}); keep the float32 default"
         )
-    from ..api import cast_output
+    from ..dtypes import cast_output
 
     out = cast_output(np.where(invalid, 0.0, raw), src, target)
     if usable:

@@ -180,7 +180,7 @@ class ImageAdapter(Adapter):
         src = np.dtype(da.encoding.get("scisr_source_dtype", da.encoding.get("dtype", da.dtype)))
         target = output_dtype(src, dtype)
         if target.kind in "iu":
-            from ..api import cast_output
+            from ..dtypes import cast_output
 
             hr = cast_output(hr, target, target)
         else:
@@ -364,7 +364,7 @@ def _mode_for(chans: list[str] | None, n: int) -> str:
 
 def _to_bit_depth(arr: np.ndarray, bits: Any) -> np.ndarray:
     """uint8/uint16 pixels: floats rounded and clipped to ``bits`` (auto: 8 if they fit, else 16)."""
-    from ..api import cast_output
+    from ..dtypes import cast_output
 
     if arr.dtype in (np.uint8, np.uint16):
         return arr

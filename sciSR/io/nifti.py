@@ -303,7 +303,7 @@ def _run_volume(
 
 def _cast(y: np.ndarray, target: np.dtype, enc: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     """float32 by default; integer output re-packed with the source slope/intercept (rounded, clipped)."""
-    from ..api import cast_output
+    from ..dtypes import cast_output
 
     if target.kind == "f":
         return y.astype(target, copy=False), {"dtype": target}

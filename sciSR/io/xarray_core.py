@@ -224,7 +224,7 @@ def copy_variable(var: xr.Variable) -> xr.Variable:
 
 
 def output_dtype(src: np.dtype, dtype: Any) -> np.dtype:
-    """The dtype :func:`sciSR.api.cast_output` will produce."""
+    """The dtype :func:`sciSR.dtypes.cast_output` will produce."""
     if dtype is None:
         return np.dtype(np.float32)
     if isinstance(dtype, str) and dtype in ("source", "input"):
@@ -345,7 +345,7 @@ def _run_eager(
     c: int,
     name: Hashable,
 ) -> tuple[np.ndarray, list[Normalizer]]:
-    from ..api import cast_output
+    from ..dtypes import cast_output
 
     a = a.astype(work, copy=False)
     block = _to_block(a, nlead, c)
@@ -378,7 +378,7 @@ def _run_dask(
 ) -> tuple[Any, list[Normalizer]]:
     import dask.array as dsa
 
-    from ..api import cast_output
+    from ..dtypes import cast_output
 
     a = a.astype(work)
     core = {i: -1 for i in range(nlead, a.ndim)}  # spatial (and channel) axes in one chunk
