@@ -195,7 +195,7 @@ class SRModel(nn.Module):
         if shifted:
             x = (x - (mean if mean is not None else 0.0)) * self.value_range
         if self.upsampling == "pre":
-            x = upsample_bicubic(x, self.scale)
+            x = upsample_bicubic(x, self.scale, getattr(self, "upsampler", "bicubic"))
         y = self.forward_sr(x)
         if shifted:
             y = y / self.value_range
@@ -208,14 +208,20 @@ class SRModel(nn.Module):
         return f"scale={self.scale}, in_channels={self.in_channels}, out_channels={self.out_channels}"
 
 
-def upsample_bicubic(x: torch.Tensor, scale: int) -> torch.Tensor:
+def upsample_bicubic(x: torch.Tensor, scale: int, method: str = "bicubic") -> torch.Tensor:
     """Bicubic interpolation on the cell-centred grid (``align_corners=False``), no clamping.
+
+    ``method="matlab"`` uses MATLAB's ``imresize`` convention instead (see :mod:`sciSR.resize`).
 
     Shape:
         ``(N, C, H, W) -> (N, C, H*scale, W*scale)``.
     """
     if scale == 1:
         return x
+    if method != "bicubic":
+        from ..resize import upsample
+
+        return upsample(x, scale, method)
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 
