@@ -25,6 +25,7 @@ _EXPORTS = {
     "open": "io:open_dataset",
     "write": "io:write",
     "metrics": "metrics",
+    "data": "data",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
