@@ -44,6 +44,7 @@ def downscale(
     out: str | Path | None = None,
     dtype: Any = None,
     blend: str | None = None,
+    clip: bool | str | None = "auto",
     **model_kwargs: Any,
 ) -> Any:
     """Super-resolve ``data`` by an integer ``scale`` and return the same kind of object.
@@ -68,6 +69,9 @@ def downscale(
         dtype: Output dtype; default float32. ``"source"`` restores an integer input dtype
             (rounded and clipped to its range).
         blend: ``"crop"``, ``"hann"`` or ``"gaussian"``; default crop for equivariant networks.
+        clip: Clip each output channel to the range of the valid input values (removes the
+            over- and undershoot of sharp edges). ``"auto"``: on for NIfTI (MRI magnitude
+            images), off elsewhere.
         **model_kwargs: Architecture options (``in_channels``, ``pretrained=False``, sizes...).
 
     Returns:
@@ -90,6 +94,7 @@ def downscale(
         batch_size=batch_size,
         progress=progress,
         blend=blend,
+        clip=clip,
     )
     if isinstance(data, (str, Path)):
         from .io import downscale_path

@@ -90,31 +90,25 @@ def set_cpu_threads() -> int:
     return torch.get_num_threads()
 
 
-@torch.no_grad()
-def activation_bytes_per_pixel(model: nn.Module, in_channels: int, probe: int = 24) -> float:
+def activation_bytes_per_pixel(model: nn.Module, in_channels: int, scale: int | None = None) -> float:
     """Largest single activation of ``model`` per LR input pixel, in bytes at fp32.
 
-    Measured with forward hooks on a ``probe × probe`` input.
+    Measured once per model structure by :func:`sciSR.precision.profile_model` (forward hooks on a
+    small probe input) and cached.
     """
-    peak = [0]
+    from .precision import profile_model
 
-    def hook(_m: nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor):
-            peak[0] = max(peak[0], out.numel())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
-    try:
-        p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-        model(torch.zeros(1, in_channels, probe, probe, device=dev))
-    finally:
-        for h in handles:
-            h.remove()
-    return 4.0 * max(peak[0], 1) / (probe * probe)
+    s = int(scale if scale is not None else getattr(model, "scale", 1) or 1)
+    return profile_model(model, in_channels, s).activation_bytes_per_px
 
 
 def auto_tile_size(
-    model: nn.Module, in_channels: int, halo: int, budget_bytes: float, precision: str = "fp32"
+    model: nn.Module,
+    in_channels: int,
+    halo: int,
+    budget_bytes: float,
+    precision: str = "fp32",
+    scale: int | None = None,
 ) -> int:
     """Largest core tile (LR pixels per side) whose activations fit ``budget_bytes``.
 
@@ -122,7 +116,7 @@ def auto_tile_size(
     at once), at 2 bytes per value under bf16/fp16 autocast and 4 at fp32.
     """
     per_value = 2.0 if precision in ("bf16", "fp16") else 4.0
-    per_px = 2.0 * activation_bytes_per_pixel(model, in_channels) * per_value / 4.0
+    per_px = 2.0 * activation_bytes_per_pixel(model, in_channels, scale) * per_value / 4.0
     side = int(math.sqrt(max(budget_bytes, 1.0) / per_px)) - 2 * halo
     return int(min(max(side, 32), 8192))
 
@@ -187,11 +181,20 @@ class Engine:
             set_cpu_threads()
         return cls(dev, prec, batch_size or 1, progress, channels_last=prec != "fp32")
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device and layout; set eval mode (BatchNorm in eval)."""
+    def prepare(self, model: nn.Module, in_channels: int = 1, scale: int = 1) -> nn.Module:
+        """Move ``model`` to the device and layout; set eval mode (BatchNorm in eval).
+
+        Under reduced precision the image-space layers are marked to run in fp32
+        (:func:`sciSR.precision.keep_image_layers_fp32`), so outputs are not quantized to bf16.
+        The module is changed in place: callers pass their own copy.
+        """
         model = model.to(self.device).eval()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
+        if self.precision != "fp32":
+            from .precision import keep_image_layers_fp32
+
+            keep_image_layers_fp32(model, in_channels, scale)
         return model
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -199,21 +202,33 @@ class Engine:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_DTYPES[self.precision])
 
-    def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, model: nn.Module, x: torch.Tensor, scale: int | None = None) -> torch.Tensor:
         """One batch through the model; returns float32 on the CPU.
+
+        Args:
+            model: Prepared module (see :meth:`prepare`).
+            x: Batch of LR tiles.
+            scale: When given, the output size is checked against ``x`` (see :func:`check_scaled`).
 
         Shape:
             ``(N, C, h, w) -> (N, C_out, s·h, s·w)``.
         """
-        x = x.to(self.device, non_blocking=True)
+        xd = x.to(self.device, non_blocking=True)
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            xd = xd.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), self.autocast():
-            y = model(x)
+            y = model(xd)
+        if scale is not None:
+            check_scaled(y, x, scale)
         return y.float().contiguous().cpu()
 
     def run(self, model: nn.Module, x: torch.Tensor, tiler: Tiler, desc: str = "sciSR") -> torch.Tensor:
         """Super-resolve every item of ``x`` tile by tile and merge.
+
+        An array that fits one window runs in batches of whole items, with no tile copies.
+
+        Raises:
+            ValueError: The model does not return its input ×scale.
 
         Shape:
             ``(B, C, H, W) -> (B, C_out, s·H, s·W)``.
@@ -221,15 +236,16 @@ class Engine:
         b, _c, h, w = x.shape
         s = tiler.scale
         wins = tiler.windows(h, w)
+        if len(wins) == 1:
+            return self._run_whole(model, x, s, desc)
         jobs = [(i, win) for i in range(b) for win in wins]
         out: torch.Tensor | None = None
         wsum = None if tiler.blend == "crop" else torch.zeros(b, s * h, s * w)
-        nb = math.ceil(len(jobs) / self.batch_size)
-        bar = _progress(nb, self.progress, desc)
+        bar = _progress(math.ceil(len(jobs) / self.batch_size), self.progress, desc)
         try:
             for chunk in _chunks(jobs, self.batch_size):
                 batch = torch.stack([x[i, :, win.y0 : win.y1, win.x0 : win.x1] for i, win in chunk])
-                y = self.forward(model, batch)
+                y = self.forward(model, batch, s)
                 if out is None:
                     out = torch.zeros(b, y.shape[1], s * h, s * w)
                 for (i, win), yi in zip(chunk, y):
@@ -241,6 +257,35 @@ class Engine:
         if wsum is not None:
             out /= wsum[:, None]
         return out
+
+    def _run_whole(self, model: nn.Module, x: torch.Tensor, s: int, desc: str) -> torch.Tensor:
+        b = x.shape[0]
+        parts = []
+        bar = _progress(math.ceil(b / self.batch_size), self.progress, desc)
+        try:
+            for i in range(0, b, self.batch_size):
+                xi = x[i : i + self.batch_size]
+                y = self.forward(model, xi, s)
+                parts.append(y)
+                bar.update(1)
+        finally:
+            bar.close()
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def check_scaled(y: object, x: torch.Tensor, s: int) -> None:
+    """Raise a clear error unless ``y`` is a ``(N, C_out, s·h, s·w)`` tensor for input ``x``.
+
+    Raises:
+        ValueError: Wrong type, rank, batch size or spatial size.
+    """
+    n, _c, h, w = x.shape
+    if not isinstance(y, torch.Tensor) or y.ndim != 4 or y.shape[0] != n or y.shape[-2:] != (s * h, s * w):
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(
+            f"the model returned {got} for a {tuple(x.shape)} input; expected ×{s}, i.e. "
+            f"({n}, C, {s * h}, {s * w}): pass the scale the model was built for"
+        )
 
 
 def _chunks(jobs: list[tuple[int, Window]], n: int) -> Iterator[list[tuple[int, Window]]]:

@@ -36,6 +36,9 @@ class Normalizer:
 
     def __init__(self, **params: float) -> None:
         self.params: dict[str, float] = {k: float(v) for k, v in params.items()}
+        #: ``(min, max)`` of the valid values seen by :meth:`fit` (or set by the caller); used to
+        #: clip outputs to the input's range when asked (``clip=True``).
+        self.valid_range: tuple[float, float] | None = None
 
     @property
     def fitted(self) -> bool:
@@ -58,6 +61,7 @@ class Normalizer:
                 "no valid values to normalize: the data are all NaN/fill/nodata; check the mask or nodata"
             )
         self._fit(sample)
+        self.valid_range = (float(sample.min()), float(sample.max()))
         return self
 
     def _fit(self, sample: np.ndarray) -> None:

@@ -35,6 +35,7 @@ PIPELINE_OPTS = (
     "batch_size",
     "progress",
     "blend",
+    "clip",
 )
 
 
@@ -52,6 +53,7 @@ def resolve_model(
             module built for another scale.
     """
     if isinstance(model, nn.Module):
+        model = copy.deepcopy(model)  # the caller's module is never moved, converted or re-weighted
         ms = getattr(model, "scale", None)
         if ms is not None and int(ms) != scale:
             raise ValueError(
@@ -99,6 +101,28 @@ def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> i
     return 1
 
 
+def resolve_clip(clip: bool | str | None, default: bool = False) -> bool:
+    """``clip=`` option → bool (``"auto"``/``None`` → the format's ``default``).
+
+    Raises:
+        ValueError: Anything else than a bool, ``"auto"`` or ``None``.
+    """
+    if clip is None or (isinstance(clip, str) and clip == "auto"):
+        return bool(default)
+    if isinstance(clip, (bool, np.bool_)):
+        return bool(clip)
+    raise ValueError(f"clip must be True, False or 'auto', got {clip!r}")
+
+
+def valid_range(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[float, float] | None:
+    """``(min, max)`` of the finite (and ``valid``) entries of ``values``, or ``None`` if there are none."""
+    ok = np.isfinite(values) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(values))
+    if not ok.any():
+        return None
+    v = values[ok]
+    return float(v.min()), float(v.max())
+
+
 @dataclass
 class Pipeline:
     """Model + engine + tiler + normalization settings for one ``downscale`` call.
@@ -115,6 +139,7 @@ class Pipeline:
     blend: str
     norm: str | Normalizer | None
     norm_params: dict[str, Any] = field(default_factory=dict)
+    clip: bool = False
 
     @classmethod
     def build(
@@ -132,7 +157,9 @@ class Pipeline:
         batch_size: int | None = None,
         progress: bool | None = None,
         blend: str | None = None,
+        clip: bool | str | None = "auto",
         default_norm: str | None = None,
+        default_clip: bool = False,
         **model_kwargs: Any,
     ) -> Pipeline:
         """Resolve the model, engine and settings of one call.
@@ -140,7 +167,11 @@ class Pipeline:
         ``norm="auto"`` means: the normalization recorded in the weights' metadata, else
         ``default_norm`` (a format's preference, e.g. percentiles for MRI), else ``"minmax"``
         for learned models (pretrained on [0, 1] photos) and none for interpolation.
+        ``clip="auto"`` means ``default_clip`` (a format's preference: on for MRI magnitude
+        images, off elsewhere); ``clip=True`` clips each output channel to the range of the
+        valid input values (no over/undershoot from ringing), ``False`` keeps values as computed.
         """
+        clip = resolve_clip(clip, default_clip)
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
         net = resolve_model(model, scale, in_channels, weights, **model_kwargs)
         spec = getattr(net, "spec", None)
@@ -156,7 +187,7 @@ class Pipeline:
             )
         blend = blend or ("crop" if equivariant else "hann")
         engine = Engine.create(net, device, precision, batch_size, progress)
-        net = engine.prepare(net)
+        net = engine.prepare(net, model_in_channels(net), scale)
         if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
             raise ValueError(
                 f"tile must be a positive number of LR pixels (or 0 for no tiling), got {tile!r}"
@@ -174,7 +205,7 @@ class Pipeline:
                 norm = default_norm
             else:
                 norm = "minmax" if learned else None
-        return cls(net, scale, engine, tile, halo, blend, norm, norm_params)
+        return cls(net, scale, engine, tile, halo, blend, norm, norm_params, clip)
 
     @property
     def in_channels(self) -> int:
@@ -188,7 +219,9 @@ class Pipeline:
                 tile = max(h, w)
             else:
                 budget = default_budget(self.engine.device)
-                tile = auto_tile_size(self.model, self.in_channels, self.halo, budget, self.engine.precision)
+                tile = auto_tile_size(
+                    self.model, self.in_channels, self.halo, budget, self.engine.precision, self.scale
+                )
         elif tile == 0:
             tile = max(h, w)
         return Tiler(int(tile), self.halo, self.scale, self.blend)
@@ -204,11 +237,13 @@ class Pipeline:
         out = []
         for c in range(values.shape[1]):
             nz = self.make_normalizer()
-            if self.norm_params:
-                out.append(nz)
-                continue
             vc = values[:, c]
-            out.append(nz.fit(vc, None if valid is None else valid[:, c]))
+            vm = None if valid is None else valid[:, c]
+            if self.norm_params:
+                nz.valid_range = valid_range(vc, vm)
+            else:
+                nz.fit(vc, vm)
+            out.append(nz)
         return out
 
     def run(
@@ -244,10 +279,6 @@ class Pipeline:
             z = np.concatenate([z[..., w - pad :], z, z[..., :pad]], axis=-1)
         tiler = self.tiler_for(h, z.shape[-1])
         y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
-        if y.shape[-2:] != (s * h, s * z.shape[-1]):
-            raise ValueError(
-                f"the model returned {y.shape[-2:]} for a {(h, z.shape[-1])} input; expected ×{s}"
-            )
         if pad:
             y = y[..., pad * s : (pad + w) * s]
         c_out = y.shape[1]
@@ -255,6 +286,19 @@ class Pipeline:
         for co in range(c_out):
             nz = normalizers[co] if c_out == c else normalizers[0]
             out[:, co] = np.asarray(nz.inverse(y[:, co]), dtype=np.float32)
-        hr_valid = upsample_mask(valid if c_out == c else valid.all(axis=1, keepdims=True), s)
-        out = np.where(np.broadcast_to(hr_valid, out.shape), out, np.float32(np.nan))
+            if self.clip:
+                if nz.valid_range is None:
+                    raise ValueError("clip=True needs the input's value range; fit the normalizers first")
+                np.clip(out[:, co], *nz.valid_range, out=out[:, co])
+        hr_valid = np.broadcast_to(
+            upsample_mask(valid if c_out == c else valid.all(axis=1, keepdims=True), s), out.shape
+        )
+        bad = hr_valid & ~np.isfinite(out)
+        if bad.any():
+            raise ValueError(
+                f"the model returned NaN/inf on {int(bad.sum())} of {int(hr_valid.sum())} valid output "
+                f"cells: its weights are broken (check the weight file for NaN/inf) or the values "
+                f"overflow (try precision='fp32' or another norm=)"
+            )
+        out = np.where(hr_valid, out, np.float32(np.nan))
         return out.astype(np.float32, copy=False)

@@ -9,9 +9,11 @@ back. Nothing is clamped: physical fields leave ``[0, 1]``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,7 +73,12 @@ def check_scale(name: str, scale: Any, scales: tuple[int, ...]) -> int:
         TypeError: ``scale`` is not an integer.
         ValueError: ``scale`` < 1 or not among ``scales``.
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or int(scale) != scale:
+    if (
+        isinstance(scale, (bool, np.bool_))
+        or not isinstance(scale, (numbers.Integral, numbers.Real))
+        or not math.isfinite(scale)
+        or int(scale) != scale
+    ):
         raise TypeError(f"scale must be a whole number such as 2, 3 or 4, got {scale!r}")
     scale = int(scale)
     if scale < 1:
