@@ -175,6 +175,14 @@ class Engine:
         dev = resolve_device(device)
         learned = any(True for _ in model.parameters())
         prec = resolve_precision(precision, dev, learned)
+        if prec != "fp32" and not getattr(model, "reduced_precision", True):
+            name = getattr(model, "registry_name", type(model).__name__)
+            if precision is not None and str(precision).lower() != "auto":
+                raise ValueError(
+                    f"{name} runs in fp32 only (it has no reduced-precision kernels); "
+                    f"use precision='fp32' or 'auto'"
+                )
+            prec = "fp32"
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if dev.type == "cpu":

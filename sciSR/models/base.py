@@ -107,6 +107,9 @@ class SRModel(nn.Module):
     upsampling: ClassVar[Upsampling] = "post"
     equivariant: ClassVar[bool] = True
     size_multiple: ClassVar[int] = 1
+    #: False for networks that must run in fp32 (numerical solvers without bf16 kernels):
+    #: ``precision="auto"`` then picks fp32 and an explicit bf16/fp16 request is refused.
+    reduced_precision: ClassVar[bool] = True
 
     def __init__(self, scale: int, in_channels: int = 1, out_channels: int | None = None) -> None:
         super().__init__()
