@@ -1,29 +1,146 @@
-"""The ``scisr`` command: ``models``, ``info``, ``downscale``, ``demo``.
+"""The ``scisr`` command: ``models``, ``info``, ``downscale``, ``batch``, ``demo``.
 
-Errors print one line (``scisr: error: ...``) and exit non-zero; ``--debug`` shows the traceback.
+Errors print one line, ``scisr: error: ...``, and exit with status 1; usage errors (a missing
+argument, an unknown option, a bad option value) exit with status 2. ``--debug`` (before or after
+the subcommand) shows tracebacks instead. SIGINT, SIGTERM and SIGHUP end the command at once,
+remove partial outputs and exit with 130, 143 and 129 (see :mod:`sciSR.interrupts`).
+``downscale`` and ``batch`` share every model and pipeline option (:data:`PIPELINE_OPTIONS`).
 """
 
 from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _debug_option(f: F) -> F:
+    """``--debug`` accepted by the group and by every subcommand (read by :func:`main`)."""
+    return click.option(
+        "--debug", is_flag=True, expose_value=False, help="Show full tracebacks on errors."
+    )(f)
+
+
+#: Options of :func:`sciSR.downscale` shared by ``scisr downscale`` and ``scisr batch``.
+PIPELINE_OPTIONS: list[Callable[[F], F]] = [
+    click.option(
+        "-m", "--model", default="bicubic", show_default=True, help="Registry name (see `scisr models`)."
+    ),
+    click.option(
+        "-s",
+        "--scale",
+        type=click.IntRange(min=1),
+        default=4,
+        show_default=True,
+        help="Integer upscaling factor.",
+    ),
+    click.option(
+        "-w", "--weights", type=click.Path(path_type=Path), help="Weight file (.safetensors / .pth)."
+    ),
+    click.option("-v", "--variable", "variables", multiple=True, help="Variable to downscale (repeatable)."),
+    click.option("--tile", type=click.IntRange(min=0), help="Core tile size in LR pixels (0 = no tiling)."),
+    click.option(
+        "--overlap", type=click.IntRange(min=0), help="LR halo per tile side (default: receptive field)."
+    ),
+    click.option(
+        "--norm", default="auto", show_default=True, help="auto|zscore|minmax|log1p|percentile|none."
+    ),
+    click.option("--precision", default="auto", show_default=True, help="auto|fp32|bf16|fp16."),
+    click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N]."),
+    click.option("--batch-size", type=click.IntRange(min=1), help="Tiles per forward pass."),
+    click.option("--dtype", help="Output dtype (default float32; 'source' restores the input's)."),
+    click.option("--blend", type=click.Choice(["crop", "hann", "gaussian"]), help="Tile merge mode."),
+    click.option(
+        "--clip/--no-clip",
+        default=None,
+        help="Clip outputs to the input's valid range (default: on for MRI magnitude images).",
+    ),
+    click.option(
+        "--channels",
+        "in_channels",
+        type=click.IntRange(min=1),
+        help="Treat this many bands as model channels.",
+    ),
+    click.option("--random-init", is_flag=True, help="Use a randomly initialised model (testing only)."),
+]
+
+
+def pipeline_options(f: F) -> F:
+    """Apply :data:`PIPELINE_OPTIONS` (in their listed order) and ``--debug`` to a command."""
+    for option in reversed(PIPELINE_OPTIONS):
+        f = option(f)
+    return _debug_option(f)
+
+
+def downscale_kwargs(
+    *,
+    model: str,
+    scale: int,
+    weights: Path | None,
+    variables: tuple[str, ...],
+    tile: int | None,
+    overlap: int | None,
+    norm: str,
+    precision: str,
+    device: str,
+    batch_size: int | None,
+    dtype: str | None,
+    blend: str | None,
+    clip: bool | None,
+    in_channels: int | None,
+    random_init: bool,
+) -> dict[str, Any]:
+    """Keyword arguments of :func:`sciSR.downscale` from the values of :data:`PIPELINE_OPTIONS`."""
+    kw: dict[str, Any] = dict(
+        model=model,
+        scale=scale,
+        weights=weights,
+        variables=list(variables) or None,
+        tile=tile,
+        overlap=overlap,
+        norm=None if norm == "none" else norm,
+        precision=precision,
+        device=device,
+        batch_size=batch_size,
+        dtype=dtype,
+        blend=blend,
+    )
+    if clip is not None:
+        kw["clip"] = clip
+    if in_channels:
+        kw["in_channels"] = in_channels
+    if random_init:
+        kw["pretrained"] = False
+    return kw
+
+
+def cli_hint(message: str) -> str:
+    """An API error message with keyword-argument hints restated as this command's options."""
+    return message.replace("pass weights=PATH", "pass --weights PATH").replace(
+        "pretrained=False", "--random-init"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@_debug_option
 @click.version_option(package_name="scisr", prog_name="scisr")
-def cli(debug: bool) -> None:
+def cli() -> None:
     """sciSR: super-resolution (downscaling) of climate grids, rasters and MRI volumes."""
 
 
 @cli.command("models")
 @click.option("--all/--learned-and-baselines", "show_all", default=True, hidden=True)
+@_debug_option
 def models_cmd(show_all: bool) -> None:
     """List the registered models, their scales and shipped weights."""
     from .models.registry import get_entry, list_models, shipped_weights
@@ -43,6 +160,7 @@ def models_cmd(show_all: bool) -> None:
 
 @cli.command("info")
 @click.argument("path", type=click.Path(path_type=Path))
+@_debug_option
 def info_cmd(path: Path) -> None:
     """Show what sciSR sees in PATH: format, variables, spatial dims, grid, CRS, valid mask."""
     from .io import describe, open_dataset
@@ -55,126 +173,65 @@ def info_cmd(path: Path) -> None:
 @click.option(
     "-o", "--out", type=click.Path(path_type=Path), required=True, help="Output file (format by extension)."
 )
-@click.option(
-    "-m", "--model", default="bicubic", show_default=True, help="Registry name (see `scisr models`)."
-)
-@click.option("-s", "--scale", type=int, default=4, show_default=True, help="Integer upscaling factor.")
-@click.option("-w", "--weights", type=click.Path(path_type=Path), help="Weight file (.safetensors / .pth).")
-@click.option("-v", "--variable", "variables", multiple=True, help="Variable to downscale (repeatable).")
-@click.option("--tile", type=int, help="Core tile size in LR pixels (0 = no tiling).")
-@click.option("--overlap", type=int, help="LR halo per tile side (default: receptive field).")
-@click.option("--norm", default="auto", show_default=True, help="auto|zscore|minmax|log1p|percentile|none.")
-@click.option("--precision", default="auto", show_default=True, help="auto|fp32|bf16|fp16.")
-@click.option("--device", default="auto", show_default=True, help="auto|cpu|cuda[:N].")
-@click.option("--batch-size", type=int, help="Tiles per forward pass.")
-@click.option("--dtype", help="Output dtype (default float32; 'source' restores the input's).")
-@click.option("--blend", type=click.Choice(["crop", "hann", "gaussian"]), help="Tile merge mode.")
-@click.option("--channels", "in_channels", type=int, help="Treat this many bands as model channels.")
-@click.option("--random-init", is_flag=True, help="Use a randomly initialised model (testing only).")
+@pipeline_options
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar on stderr (default: when it is a terminal)."
 )
-def downscale_cmd(
-    src: Path,
-    out: Path,
-    model: str,
-    scale: int,
-    weights: Path | None,
-    variables: tuple[str, ...],
-    tile: int | None,
-    overlap: int | None,
-    norm: str,
-    precision: str,
-    device: str,
-    batch_size: int | None,
-    dtype: str | None,
-    blend: str | None,
-    in_channels: int | None,
-    random_init: bool,
-    progress: bool | None,
-) -> None:
+def downscale_cmd(src: Path, out: Path, progress: bool | None, **options: Any) -> None:
     """Super-resolve SRC (NetCDF, Zarr, GeoTIFF, NIfTI, image) into OUT."""
     from .api import downscale
 
-    kw: dict = {}
-    if in_channels:
-        kw["in_channels"] = in_channels
-    if random_init:
-        kw["pretrained"] = False
     try:
-        downscale(
-            str(src),
-            model=model,
-            scale=scale,
-            weights=weights,
-            variables=list(variables) or None,
-            tile=tile,
-            overlap=overlap,
-            norm=None if norm == "none" else norm,
-            precision=precision,
-            device=device,
-            batch_size=batch_size,
-            progress=progress,
-            out=out,
-            dtype=dtype,
-            blend=blend,
-            **kw,
-        )
+        downscale(str(src), out=out, progress=progress, **downscale_kwargs(**options))
     except ValueError as e:
         if not str(e).startswith("no weights for"):
             raise
-        # the API's hint names keyword arguments; say it with this command's options
-        hint = str(e).replace("pass weights=PATH", "pass --weights PATH")
-        raise ValueError(hint.replace("pretrained=False", "--random-init")) from None
+        raise ValueError(cli_hint(str(e))) from None
     click.echo(f"wrote {out}", err=True)
 
 
 @cli.command("batch")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out-dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("-m", "--model", default="bicubic", show_default=True)
-@click.option("-s", "--scale", type=int, default=4, show_default=True)
-@click.option("-w", "--weights", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output folder; each output is named <stem>_x<scale><ext>.",
+)
+@pipeline_options
 @click.option("--suffix", help="Output extension, e.g. .zarr (default: the input's).")
 @click.option("--scheduler", help="dask.distributed scheduler address (default: local threads).")
-@click.option("--precision", default="auto", show_default=True)
-@click.option("--device", default="auto", show_default=True)
 def batch_cmd(
-    sources: tuple[Path, ...],
-    out_dir: Path,
-    model: str,
-    scale: int,
-    weights: Path | None,
-    suffix: str | None,
-    scheduler: str | None,
-    precision: str,
-    device: str,
+    sources: tuple[Path, ...], out_dir: Path, suffix: str | None, scheduler: str | None, **options: Any
 ) -> None:
-    """Downscale many files in parallel with dask (one task per file)."""
+    """Downscale many files in parallel with dask (one task per file).
+
+    Every output name is checked before anything runs: an output that is, contains or lies
+    inside one of the inputs (say dem_x2.tif among the inputs of a -s 2 job) stops the job.
+    """
     from .parallel import downscale_files
 
+    kw = downscale_kwargs(**options)
+    model, scale = kw.pop("model"), kw.pop("scale")
     client = None
     if scheduler:
         from dask.distributed import Client
 
         client = Client(scheduler)
-    results = downscale_files(
-        list(sources),
-        out_dir,
-        model,
-        scale,
-        client=client,
-        suffix=suffix,
-        raise_errors=False,
-        weights=weights,
-        precision=precision,
-        device=device,
-    )
+    try:
+        results = downscale_files(
+            list(sources), out_dir, model, scale, client=client, suffix=suffix, raise_errors=False, **kw
+        )
+    finally:
+        if client is not None:
+            client.close()
     for r in results:
-        click.echo(f"{'ok ' if r.ok else 'ERR'} {r.source} -> {r.output or r.error}", err=True)
+        outcome = r.output or cli_hint(r.error or "")
+        click.echo(f"{'ok ' if r.ok else 'ERR'} {r.source} -> {outcome}", err=True)
     bad = [r for r in results if not r.ok]
     if bad:
-        raise click.ClickException(f"{len(bad)} of {len(results)} files failed")
+        raise click.ClickException(f"{len(bad)} of {len(results)} files failed (listed above)")
 
 
 @cli.command("demo")
@@ -187,7 +244,8 @@ def batch_cmd(
     show_default=True,
     help="Folder for outputs, figures and the report.",
 )
-@click.option("-s", "--scale", type=int, default=4, show_default=True)
+@click.option("-s", "--scale", type=click.IntRange(min=1), default=4, show_default=True)
+@_debug_option
 def demo_cmd(outdir: Path, scale: int) -> None:
     """Run the main job on the shipped samples: coarsen, super-resolve, score, plot, write."""
     from .demo import run_demo
@@ -200,12 +258,37 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *_args: o
     return f"scisr: warning: {str(message).splitlines()[0]}\n"
 
 
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else ""
+
+
+def _usage_line(e: click.UsageError) -> str:
+    msg = _first_line(e.format_message()).rstrip(".")
+    msg = msg[:1].lower() + msg[1:] if msg[:2] != msg[:2].upper() else msg
+    where = e.ctx.command_path if e.ctx is not None else "scisr"
+    return f"scisr: error: {msg} (see '{where} --help')"
+
+
+def _wants_debug(args: list[str]) -> bool:
+    end = args.index("--") if "--" in args else len(args)
+    return "--debug" in args[:end]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``scisr`` console script."""
+    """Entry point of the ``scisr`` console script (and of ``python -m sciSR``).
+
+    Returns:
+        The exit status: 0, 1 (an error), 2 (a usage error).
+    """
+    from .interrupts import install_handlers
+
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    debug = _wants_debug(args)
+    old_format = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = _one_line_warning
+        warnings.formatwarning = _one_line_warning  # type: ignore[assignment]
+    restore_signals = install_handlers("scisr")
     try:
         cli.main(args=args, prog_name="scisr", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -213,20 +296,28 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("scisr: aborted", err=True)
         return EXIT_ERROR
+    except click.UsageError as e:
+        if debug:
+            raise
+        click.echo(_usage_line(e), err=True)
+        return EXIT_USAGE
     except click.ClickException as e:
         if debug:
             raise
-        e.show()
-        return EXIT_USAGE
+        click.echo(f"scisr: error: {_first_line(e.format_message())}", err=True)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         click.echo("scisr: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # every other failure: one line unless --debug
         if debug:
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = _first_line(str(e)) or type(e).__name__
         click.echo(f"scisr: error: {msg}", err=True)
         return EXIT_ERROR
+    finally:
+        restore_signals()
+        warnings.formatwarning = old_format
     return 0
 
 

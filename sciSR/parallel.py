@@ -10,6 +10,14 @@ adds the file-level fan-out people run on clusters::
 
 Each task builds its own model on its worker (nothing large is pickled), writes its output
 atomically, and reports the path; a failing file does not stop the others unless asked.
+
+Every output is checked against every input of the job before anything runs
+(:mod:`sciSR.io.safety`): ``downscale_files(glob("data/*.tif"), "data", scale=2)`` is refused
+when ``data/dem_x2.tif`` is itself one of the inputs, instead of overwriting it.
+
+Concurrency: the local scheduler runs one file per thread. This module adds no shared state of
+its own between those threads; the file libraries that are not thread-safe (netCDF-C/HDF5) are
+serialized by the adapters' process-wide locks (:mod:`sciSR.io.locks`).
 """
 
 from __future__ import annotations
@@ -42,7 +50,44 @@ def output_path(src: str | Path, out_dir: str | Path, scale: int, suffix: str | 
             break
     else:
         stem, ext = Path(name).stem, Path(name).suffix
+    if suffix and not suffix.startswith("."):
+        suffix = "." + suffix
     return Path(out_dir) / f"{stem}_x{scale}{suffix or ext}"
+
+
+def check_job(paths: Sequence[str | Path], out_dir: Path, outs: Sequence[str | Path]) -> None:
+    """Refuse, before anything runs, a job whose outputs would touch its inputs.
+
+    Raises:
+        ValueError: Two inputs map to one output name, or an output has an unknown extension.
+        OutputError: ``out_dir`` is an input, lies inside one or is a file; an output is,
+            contains or lies inside any input, or exists as something other than a previous
+            output of the same kind.
+    """
+    from .io.base import adapter_for_path, is_directory_store
+    from .io.safety import OutputError, check_existing, check_inputs, input_relation
+
+    if len(set(map(str, outs))) != len(outs):
+        seen: dict[str, str] = {}
+        for p, o in zip(paths, outs):
+            if str(o) in seen:
+                raise ValueError(
+                    f"{seen[str(o)]} and {p} map to the same output {o}; "
+                    f"put them in separate runs or rename them"
+                )
+            seen[str(o)] = str(p)
+    for src in paths:
+        rel = input_relation(out_dir, src)
+        if rel in ("is", "inside"):
+            what = "is the input" if rel == "is" else "is inside the input"
+            raise OutputError(f"output folder {out_dir} {what} {src}; choose another folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"output folder {out_dir} is an existing file; choose a folder")
+    for o in outs:
+        o = Path(o)
+        adapter = adapter_for_path(o, must_exist=False)
+        check_inputs(o, paths)
+        check_existing(o, is_directory_store(adapter))
 
 
 def _one_file(src: str, out: str, model: Any, scale: int, opts: dict[str, Any]) -> FileResult:
@@ -84,15 +129,17 @@ def downscale_files(
         One :class:`FileResult` per input, in input order.
 
     Raises:
-        ValueError: Duplicate output names, or (with ``raise_errors``) failed files.
+        ValueError: Duplicate output names, an unknown output extension, or (with
+            ``raise_errors``) failed files.
+        OutputError: An output would be, contain or lie inside an input, or would replace
+            something that is not a previous output (see :func:`check_job`); nothing ran.
     """
     import dask
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     outs = [str(output_path(p, out_dir, scale, suffix)) for p in paths]
-    if len(set(outs)) != len(outs):
-        raise ValueError("two inputs map to the same output name; put them in separate runs or rename them")
+    check_job(paths, out_dir, outs)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if client is not None:
         futures = [
             client.submit(_one_file, str(p), o, model, scale, opts, pure=False) for p, o in zip(paths, outs)

@@ -6,25 +6,29 @@ One :class:`Adapter` subclass per format (NetCDF, Zarr, GeoTIFF, NIfTI, images) 
 its format needs in :meth:`Adapter.finalize` or an overridden :meth:`Adapter.downscale`.
 
 Adapters are found by file extension (longest match, so ``.nii.gz`` beats ``.gz``) or by the
-``scisr_format`` attribute :meth:`Adapter.open` sets on the dataset. Third-party packages add
-formats through the ``sciSR.adapters`` entry-point group.
+``scisr_format`` attribute :meth:`Adapter.open` sets on the dataset. An existing input is also
+identified by its content (:mod:`sciSR.io.signature`): when the content is another supported
+format than the extension says (a NetCDF file named ``.tif``), the adapter of the content reads it
+and a :class:`~sciSR.io.signature.FormatMismatchWarning` says so. Third-party packages add formats
+through the ``sciSR.adapters`` entry-point group.
+
+Every write follows the rules of :mod:`sciSR.io.safety`: outputs never touch inputs, only a
+previous output of the same kind is replaced, and writes are atomic and interrupt-safe.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import inspect
-import os
-import shutil
 import threading
-import uuid
 import warnings
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import xarray as xr
+
+from .safety import OutputError, atomic_path, check_output_path, write_atomic
+from .signature import FormatMismatchWarning, sniff
 
 if TYPE_CHECKING:
     from torch import nn
@@ -33,9 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Adapter",
+    "OutputError",
     "adapter_for_dataset",
     "adapter_for_path",
     "atomic_path",
+    "check_output_path",
     "downscale_path",
     "downscale_xarray",
     "list_adapters",
@@ -66,11 +72,14 @@ class Adapter:
         name: Registry key (``"netcdf"``, ``"zarr"``, ``"geotiff"``, ``"nifti"``, ``"image"``).
         extensions: Lower-case file extensions with the dot; may be multi-part (``".nii.gz"``).
         default_norm: Normalization used when ``norm="auto"`` and the weights carry none.
+        directory_store: The format is a directory (Zarr): an existing output is replaced only
+            when it is such a store, and an existing file never is.
     """
 
     name: ClassVar[str] = ""
     extensions: ClassVar[tuple[str, ...]] = ()
     default_norm: ClassVar[str | None] = None
+    directory_store: ClassVar[bool] = False
 
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
         """Read ``path``; invalid cells (fill/nodata) become NaN in float data.
@@ -218,29 +227,63 @@ def supported_extensions() -> list[str]:
     return sorted({e for cls in list_adapters().values() for e in cls.extensions})
 
 
-def adapter_for_path(path: str | Path, must_exist: bool = True) -> Adapter:
-    """Adapter for ``path`` chosen by its extension (longest match wins).
-
-    Raises:
-        FileNotFoundError: ``must_exist`` and the path does not exist.
-        ValueError: No adapter handles the extension (lists the supported ones).
-    """
-    p = Path(path)
-    if must_exist and not p.exists():
-        raise FileNotFoundError(f"no such file or directory: {p}")
+def _adapter_by_extension(p: Path) -> type[Adapter] | None:
     lower = p.name.lower()
     best: tuple[int, type[Adapter]] | None = None
     for cls in list_adapters().values():
         for ext in cls.extensions:
             if lower.endswith(ext) and len(lower) > len(ext) and (best is None or len(ext) > best[0]):
                 best = (len(ext), cls)
-    if best is None:
+    return None if best is None else best[1]
+
+
+def adapter_for_path(path: str | Path, must_exist: bool = True) -> Adapter:
+    """Adapter for ``path``: by its extension (longest match wins), checked against its content.
+
+    For an existing path the content's signature (:func:`sciSR.io.signature.sniff`) decides
+    when it names another registered adapter than the extension: that adapter is used and a
+    :class:`~sciSR.io.signature.FormatMismatchWarning` names both. A recognised content also
+    makes up for an unknown extension. Content that is not recognised leaves the choice to the
+    extension (the adapter then reports what is wrong with the file).
+
+    Args:
+        path: File or directory store.
+        must_exist: The path is an input (must exist; its content is checked). ``False`` for
+            outputs: the extension alone decides.
+
+    Raises:
+        FileNotFoundError: ``must_exist`` and the path does not exist.
+        ValueError: Neither the extension nor the content is a supported format (lists the
+            supported extensions).
+    """
+    p = Path(path)
+    if must_exist and not p.exists():
+        raise FileNotFoundError(f"no such file or directory: {p}")
+    by_ext = _adapter_by_extension(p)
+    if must_exist:
+        sig = sniff(p)
+        adapters = list_adapters()
+        if sig is not None and sig.adapter in adapters and (by_ext is None or by_ext.name != sig.adapter):
+            if by_ext is not None:
+                warnings.warn(
+                    f"{p} is a {sig.what} file, not {by_ext.name} as its extension says; "
+                    f"reading it as {sig.adapter}",
+                    FormatMismatchWarning,
+                    stacklevel=2,
+                )
+            return adapters[sig.adapter]()
+    if by_ext is None:
         ext = "".join(p.suffixes[-2:]) or "(none)"
         raise ValueError(
             f"cannot tell the format of {p}: unknown extension {ext!r}; "
             f"supported: {', '.join(supported_extensions())}"
         )
-    return best[1]()
+    return by_ext()
+
+
+def is_directory_store(adapter: Adapter) -> bool:
+    """True when ``adapter`` writes directories (its ``directory_store`` flag, or the ``.zarr`` format)."""
+    return bool(adapter.directory_store) or ".zarr" in adapter.extensions
 
 
 def adapter_for_dataset(ds: xr.Dataset | xr.DataArray) -> Adapter:
@@ -270,7 +313,19 @@ def open_dataset(path: str | Path, **kw: Any) -> xr.Dataset:
         ValueError: Unknown extension, or the file is unreadable/truncated (names file and problem).
     """
     p = Path(path)
-    adapter = adapter_for_path(p)
+    return _open(p, adapter_for_path(p), **kw)
+
+
+def _open(p: Path, adapter: Adapter, **kw: Any) -> xr.Dataset:
+    """``adapter.open(p)`` with read errors restated as one line naming the file."""
+    if p.is_dir() and not is_directory_store(adapter):
+        raise ValueError(f"cannot read {p}: it is a directory, not a {adapter.name} file")
+    if p.is_dir() and sniff(p) is None:
+        raise ValueError(
+            f"cannot read {p}: the directory is not a Zarr store (no zarr.json, .zgroup or .zattrs in it)"
+        )
+    if p.is_file() and p.stat().st_size == 0:
+        raise ValueError(f"cannot read {p}: the file is empty (0 bytes)")
     try:
         return adapter.open(p, **kw)
     except TypeError:  # bad keyword arguments: the caller's mistake, not the file's
@@ -288,86 +343,9 @@ def _read_error(path: Path, adapter: Adapter, exc: BaseException) -> ValueError:
     )
 
 
-def _same_path(a: str | Path, b: str | Path) -> bool:
-    pa, pb = Path(a), Path(b)
-    if pa.exists() and pb.exists():
-        return os.path.samefile(pa, pb)
-    return pa.resolve() == pb.resolve()
-
-
 def _sources(ds: xr.Dataset | xr.DataArray) -> list[str]:
     found = [ds.encoding.get("source"), ds.encoding.get("scisr_derived_from")]
     return [s for s in found if s]
-
-
-def check_output_path(path: Path, *, sources: Sequence[str] = (), overwrite: bool = True) -> None:
-    """Fail early, with one clear line, when ``path`` cannot or must not be written.
-
-    Raises:
-        ValueError: ``path`` is the file the data come from.
-        FileExistsError: ``path`` exists and ``overwrite`` is false.
-        FileNotFoundError: The output directory does not exist.
-        PermissionError: The output directory is not writable.
-    """
-    for src in sources:
-        if _same_path(src, path):
-            raise ValueError(
-                f"output path {path} is the input file; choose another name (inputs are never overwritten)"
-            )
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        what = "is not a directory" if parent.exists() else "does not exist"
-        raise FileNotFoundError(f"cannot write {path}: the output directory {parent} {what}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write {path}: the output directory {parent} is not writable")
-
-
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists() or p.is_symlink():
-        with contextlib.suppress(OSError):
-            p.unlink()
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
-
-    The temporary name ends with ``target``'s name, so writers that pick a format from the
-    extension (``.nii.gz``, ``.tif``) behave the same. Files are replaced with ``os.replace``;
-    a directory target (``.zarr``) is swapped in via a short-lived backup. On any error the
-    temporary output is removed and ``target`` is left as it was.
-
-    Raises:
-        FileNotFoundError, PermissionError: The target's directory is missing or not writable.
-    """
-    target = Path(target)
-    check_output_path(target)
-    tag = uuid.uuid4().hex[:8]
-    tmp = target.with_name(f".scisr-tmp-{tag}-{target.name}")
-    try:
-        yield tmp
-        if not (tmp.exists() or tmp.is_symlink()):
-            raise RuntimeError(f"the writer produced no output for {target}")
-        if target.is_dir() and not target.is_symlink():
-            backup = target.with_name(f".scisr-old-{tag}-{target.name}")
-            os.replace(target, backup)
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(backup, target)
-                raise
-            _remove(backup)
-        else:
-            if tmp.is_dir() and target.exists():
-                target.unlink()
-            os.replace(tmp, target)
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 def write(
@@ -391,9 +369,12 @@ def write(
         The written path.
 
     Raises:
-        ValueError: Unknown extension/format, or ``path`` is the input file.
+        ValueError: Unknown extension/format.
+        OutputError: ``path`` is, contains or lies inside the file ``ds`` was read from, or
+            exists as something other than a previous output of the same kind.
         FileExistsError: ``path`` exists and ``overwrite`` is false.
         FileNotFoundError, PermissionError: The output directory is missing or not writable.
+        OSError: The write failed (the message names ``path``; nothing is left behind).
     """
     p = Path(path)
     if format is not None:
@@ -403,12 +384,18 @@ def write(
         adapter = adapters[format]()
     else:
         adapter = adapter_for_path(p, must_exist=False)
-    check_output_path(p, sources=_sources(ds), overwrite=overwrite)
+    store = is_directory_store(adapter)
+    check_output_path(p, sources=_sources(ds), overwrite=overwrite, directory_store=store)
     if isinstance(ds, xr.DataArray):
         ds = _dataarray_to_dataset(ds)
-    with atomic_path(p) as tmp:
-        adapter.write(ds, tmp, **kw)
-    return p
+    data = ds
+    return write_atomic(
+        p,
+        lambda tmp: adapter.write(data, tmp, **kw),
+        sources=_sources(ds),
+        overwrite=overwrite,
+        directory_store=store,
+    )
 
 
 _DA_NAME = "__scisr_dataarray__"
@@ -534,9 +521,11 @@ def downscale_path(
 
     Raises:
         FileNotFoundError: The input does not exist.
-        ValueError: Unknown extension, unreadable file, ``out`` equal to the input, or any
-            error of :func:`downscale_xarray`.
+        ValueError: Unknown extension, unreadable file, or any error of :func:`downscale_xarray`.
+        OutputError: ``out`` is, contains or lies inside the input, or exists as something
+            other than a previous output of the same kind (checked before any computation).
         PermissionError: ``out``'s directory is not writable.
+        OSError: Writing ``out`` failed (the message names it; nothing is left behind).
     """
     p = Path(path)
     adapter = adapter_for_path(p)
@@ -544,8 +533,8 @@ def downscale_path(
     if out is not None:
         out = Path(out)
         out_adapter = adapter_for_path(out, must_exist=False)
-        check_output_path(out, sources=[str(p)])
-    ds = open_dataset(p)
+        check_output_path(out, sources=[p], directory_store=is_directory_store(out_adapter))
+    ds = _open(p, adapter)
     pipe_opts, adapter_opts, model_kwargs = _split_options(adapter, opts)
     pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
     try:
@@ -558,13 +547,13 @@ def downscale_path(
         raise _read_error(p, adapter, exc) from exc
     if out is not None:
         assert out_adapter is not None
-        try:
-            with atomic_path(out) as tmp:
-                out_adapter.write(result, tmp)
-        except (PermissionError, FileNotFoundError, FileExistsError):
-            raise
-        except OSError as exc:  # disk full, quota, I/O error: blame the output, not the input
-            raise OSError(f"cannot write {out}: {exc}; nothing was written") from exc
+        writer = out_adapter
+        write_atomic(
+            out,
+            lambda tmp: writer.write(result, tmp),
+            sources=[p],
+            directory_store=is_directory_store(out_adapter),
+        )
     return result
 
 
