@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..resize import check_upsampler
 from .base import SRModel
 from .layers.collect import forward_collecting, record
 from .layers.deconv import lr_cells
@@ -47,15 +48,27 @@ class MSCModule(nn.Module):
 
 class CMSC(SRModel):
     """Feature extraction (two 3×3 convs) → ``n_subnets`` cascaded subnetworks of ``n_modules``
-    MSC modules each; after every subnetwork a shared reconstruction conv predicts the residual
-    to the interpolated input, giving an intermediate HR estimate; the output is their
-    learnable weighted average (weights initialised to ``1/n_subnets``).
-    :meth:`intermediate_predictions` returns the estimates for the multi-supervised loss.
+    MSC modules each, every subnetwork learning residual features over the extracted features;
+    after every subnetwork a shared reconstruction conv predicts the residual to the
+    interpolated input, giving an intermediate HR estimate; the output is their learnable
+    weighted average (weights initialised to ``1/n_subnets``). :meth:`intermediate_predictions`
+    returns the estimates for the cascaded-supervision loss.
 
-    The arXiv paper gives the module design (3×3 and 5×5 branches crossing, cascaded subnets,
-    residual reconstruction, multi-supervision) but not in a form from which we could verify
-    its exact layer counts; the defaults (64 features, 3 subnets × 4 modules × 2 cross layers)
-    are our reading and are configurable. No batch normalization (it breaks tiling).
+    Paper facts (arXiv:1802.08808): a feature extraction network, cascaded subnetworks of
+    stacked multi-scale cross (MSC) modules whose branches of different kernel sizes exchange
+    information (merge-and-run), residual-features learning in each stage (each stage learns
+    the relative information between HR and LR features), cascaded supervision of every
+    intermediate prediction, and an assembled (weighted-average) final prediction. Our
+    reading of residual-features learning: a skip from the feature extractor into every
+    subnetwork output, ``h_i = subnet_i(h_{i-1}) + h_0``, so each stage estimates the HR–LR
+    feature difference; the 3×3/5×5 branch sizes, pre-upsampling and the global residual over
+    the interpolated input are also our reading of the method.
+
+    Unverified configuration: we could not check the paper's layer counts. The defaults (64
+    features as in the VDSR/DRRN family the paper compares with, 3 subnetworks × 4 MSC modules
+    × 2 cross layers, one shared reconstruction conv) are our choice, configurable, and give
+    3.38 M parameters for one channel; no published count is asserted. No batch normalization
+    (it breaks tiling in train mode).
 
     Shape:
         ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``.
@@ -66,9 +79,11 @@ class CMSC(SRModel):
     upsampling = "pre"
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 n_feats: int = 64, n_subnets: int = 3, n_modules: int = 4, n_layers: int = 2) -> None:
+                 n_feats: int = 64, n_subnets: int = 3, n_modules: int = 4, n_layers: int = 2,
+                 upsampler: str = "bicubic") -> None:
         super().__init__(scale, in_channels, out_channels)
         check_skip_channels("cmsc", self.in_channels, self.out_channels)
+        self.upsampler = check_upsampler(upsampler)
         self.features = nn.Sequential(
             nn.Conv2d(self.in_channels, n_feats, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(n_feats, n_feats, 3, padding=1),
@@ -79,7 +94,7 @@ class CMSC(SRModel):
         self.reconstruction = nn.Sequential(nn.ReLU(), nn.Conv2d(n_feats, self.out_channels, 3, padding=1))
         self.fusion_weights = nn.Parameter(torch.full((n_subnets,), 1.0 / n_subnets))
         self.config = {"n_feats": n_feats, "n_subnets": n_subnets, "n_modules": n_modules,
-                       "n_layers": n_layers}
+                       "n_layers": n_layers, "upsampler": upsampler}
         self._collected: list[torch.Tensor] | None = None
 
     def receptive_field(self) -> int:
@@ -98,10 +113,11 @@ class CMSC(SRModel):
 
     def forward_sr(self, x: torch.Tensor) -> torch.Tensor:
         base = skip(x, self.out_channels)
-        h = self.features(x)
+        h0 = self.features(x)
+        h = h0
         out = torch.zeros((), dtype=x.dtype, device=x.device)
         for i, subnet in enumerate(self.subnets):
-            h = subnet(h)
+            h = subnet(h) + h0  # residual-features learning
             y = self.reconstruction(h) + base
             record(self, y)
             out = out + self.fusion_weights[i] * y

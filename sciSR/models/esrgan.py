@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
+from .layers.init import scaled_kaiming_init
 from .registry import register_model
 
 ESRGAN_PAPER = "Wang et al., ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks, ECCVW 2018"
@@ -20,6 +21,9 @@ ESRGAN_PAPER = "Wang et al., ESRGAN: Enhanced Super-Resolution Generative Advers
 
 class ResidualDenseBlock(nn.Module):
     """Five densely connected 3×3 convs (growth ``gc``), LeakyReLU(0.2), scaled residual.
+
+    The five convs are initialised by :func:`scaled_kaiming_init` (Kaiming × 0.1, as in the
+    official ESRGAN/BasicSR code); the other RRDBNet convs keep PyTorch's default init, as there.
 
     Shape:
         ``(N, C, H, W) -> (N, C, H, W)``.
@@ -34,6 +38,7 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = nn.Conv2d(n_feats + 4 * gc, n_feats, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.2, inplace=True)
         self.res_scale = res_scale
+        scaled_kaiming_init([self.conv1, self.conv2, self.conv3, self.conv4, self.conv5], 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x1 = self.lrelu(self.conv1(x))

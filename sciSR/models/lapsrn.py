@@ -25,8 +25,9 @@ def _levels(scale: int) -> int:
 
 
 def _image_upsampler(channels: int, kernel: int) -> CenteredConvTranspose2d:
-    """Per-channel ×2 transposed conv of the image branch, initialised to bilinear interpolation."""
-    up = CenteredConvTranspose2d(channels, channels, kernel, 2, groups=channels)
+    """Per-channel ×2 transposed conv of the image branch without bias (as in the official code),
+    initialised to bilinear interpolation."""
+    up = CenteredConvTranspose2d(channels, channels, kernel, 2, bias=False, groups=channels)
     init_interpolation(up, bilinear_kernel_1d(2, kernel))
     return up
 
@@ -56,16 +57,20 @@ class _PyramidModel(SRModel):
 class LapSRN(_PyramidModel):
     """Laplacian pyramid network: ``log2(scale)`` levels, each doubling the resolution.
 
-    Feature extraction branch, per level: ``depth`` 3×3 convs (64 filters, LeakyReLU 0.2) → ×2
-    transposed conv (4×4) → a 3×3 conv predicting the residual (sub-band) image. Image
-    reconstruction branch: the previous level's image upsampled ×2 by a transposed conv
-    (bilinear initialisation, per channel) plus that residual. Parameters are not shared across
-    levels. Returns the finest level; :meth:`pyramid` returns all of them.
+    Feature extraction branch: an input conv (LeakyReLU 0.2), then per level ``depth`` 3×3
+    convs (64 filters, LeakyReLU 0.2) → ×2 transposed conv → LeakyReLU → a 3×3 conv predicting
+    the residual (sub-band) image. Image reconstruction branch: the previous level's image
+    upsampled ×2 by a 4×4 transposed conv without bias (bilinear initialisation, per channel)
+    plus that residual. Parameters are not shared across levels. Returns the finest level;
+    :meth:`pyramid` returns all of them.
 
-    Parameter count: the paper lists 812 K for the ×4 model (d=10); the 4×4 transposed convs it
-    describes give 871,588 for one channel. The published figure equals what 3×3 feature
-    upsampling kernels give (``up_kernel=3``: 814,244, within 0.3 %), so the table appears to have
-    counted the transposed convs as 3×3; the default stays with the described 4×4.
+    Feature up-kernel: the official code (``phoenix104104/LapSRN``, ``init_LapSRN_model.m``)
+    uses ``f × f`` transposed convs with ``f = conv_f = 3``; the default ``up_kernel=3``
+    follows it and gives 814,242 parameters for the ×4 model with one channel (published:
+    812 K); 4×4 feature up-kernels, the size of the image branch's kernel, give 871,586.
+    Cropping: the official 3×3 layer crops one HR row/column at the end (kernel centre half an
+    HR pixel after the cell centre), :class:`CenteredConvTranspose2d` crops one at the start
+    (half a pixel before); weights ported from the official files need that one-pixel shift.
 
     Shape:
         ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``.
@@ -75,7 +80,7 @@ class LapSRN(_PyramidModel):
     paper = LAPSRN_PAPER
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 n_feats: int = 64, depth: int = 10, up_kernel: int = 4, slope: float = 0.2) -> None:
+                 n_feats: int = 64, depth: int = 10, up_kernel: int = 3, slope: float = 0.2) -> None:
         super().__init__(scale, in_channels, out_channels)
         c_out = self.out_channels
         self.conv_in = nn.Sequential(nn.Conv2d(self.in_channels, n_feats, 3, padding=1), nn.LeakyReLU(slope))
@@ -139,15 +144,17 @@ class RecursiveBlock(nn.Module):
 class MSLapSRN(_PyramidModel):
     """Multi-scale LapSRN: one set of parameters for every pyramid level and scale.
 
-    Feature embedding conv (LR) → per level: ``R`` applications of one recursive block of ``D``
-    pre-activated convs with shared-source local skip (each recursion adds the level's input
-    features) → ×2 transposed conv (4×4) → residual-prediction conv; image branch as in LapSRN.
-    All of it (block, upsamplers, residual conv) is shared across levels, so the same weights
-    serve ×2, ×4 and ×8 (``scale`` sets the number of levels).
+    Feature embedding conv (LR, no activation) → per level: ``R`` applications of one recursive
+    block of ``D`` pre-activated convs (LeakyReLU → 3×3 conv) with shared-source local skip
+    (each recursion adds the level's input features) → LeakyReLU → ×2 transposed conv; a
+    residual-prediction conv on the transposed conv's output (no activation between them);
+    image branch as in LapSRN. All of it (block, upsamplers, residual conv) is shared across
+    levels, so the same weights serve ×2, ×4 and ×8 (``scale`` sets the number of levels).
+    This is the layout of the official code (``init_MSLapSRN_model.m``, local residual
+    learning ``'SS'``).
 
-    Parameter count: the paper lists 222 K for D5R8; the described 4×4 feature upsampling gives
-    251,474 for one channel, 3×3 (``up_kernel=3``) gives 222,802 (0.4 % from the published
-    figure): as for LapSRN, the table appears to count 3×3 transposed convs; the default keeps 4×4.
+    Parameter count: 222,801 for D5R8 with one channel and the official 3×3 feature
+    up-kernel (``up_kernel=3``, the default; published: 222 K); 4×4 gives 251,473.
 
     Shape:
         ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``.
@@ -157,14 +164,14 @@ class MSLapSRN(_PyramidModel):
     paper = MSLAPSRN_PAPER
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 n_feats: int = 64, depth: int = 5, recursions: int = 8, up_kernel: int = 4,
+                 n_feats: int = 64, depth: int = 5, recursions: int = 8, up_kernel: int = 3,
                  slope: float = 0.2) -> None:
         super().__init__(scale, in_channels, out_channels)
         c_out = self.out_channels
         self.conv_in = nn.Conv2d(self.in_channels, n_feats, 3, padding=1)
         self.block = RecursiveBlock(n_feats, depth, slope)
         self.feature_up = nn.Sequential(nn.LeakyReLU(slope), _feature_upsampler(n_feats, up_kernel))
-        self.residual = nn.Sequential(nn.LeakyReLU(slope), nn.Conv2d(n_feats, c_out, 3, padding=1))
+        self.residual = nn.Conv2d(n_feats, c_out, 3, padding=1)
         self.image_up = _image_upsampler(c_out, 4)
         self._expand = c_out != self.in_channels
         if self._expand and self.in_channels != 1:

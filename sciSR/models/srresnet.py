@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SRModel
+from .layers.init import scaled_kaiming_init
 from .layers.skip import check_skip_channels, skip
 from .registry import register_model
 
@@ -211,6 +212,9 @@ class MSRResNet(SRModel):
     unchanged. Bilinear interpolation (``align_corners=False``, cell-centred) and pixel shuffle
     commute with whole-LR-cell shifts, so the network is translation-equivariant. The input skip
     needs ``out_channels == in_channels`` or one of them 1 (see :mod:`sciSR.models.layers.skip`).
+    Every convolution starts from Kaiming-normal weights × 0.1 and zero biases, as in BasicSR
+    (:func:`~sciSR.models.layers.init.scaled_kaiming_init`). The batch-norm SRResNet of Ledig et al.
+    (``srresnet``/``srgan``) keeps PyTorch's default init: the paper specifies none.
 
     Args:
         scale: Upscaling factor (2, 3 or 4).
@@ -246,6 +250,8 @@ class MSRResNet(SRModel):
         self.conv_last = nn.Conv2d(n_feats, self.out_channels, 3, padding=1)
         self.lrelu = nn.LeakyReLU(0.1)
         self.config = {"n_feats": n_feats, "n_blocks": n_blocks}
+        # BasicSR initialises every conv of MSRResNet (residual blocks included) with Kaiming × 0.1
+        scaled_kaiming_init([m for m in self.modules() if isinstance(m, nn.Conv2d)], 0.1)
 
     def forward_sr(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.body(self.lrelu(self.conv_first(x)))

@@ -1,7 +1,10 @@
-"""U-Net (Ronneberger et al., MICCAI 2015) from segmentation-models-pytorch, used as a residual SR net.
+"""ResNet18-UNet (segmentation-models-pytorch) used as a residual SR network.
 
-The LR input is bicubic-upsampled first; the U-Net predicts the residual to add to it. Any smp
-encoder name works, always randomly initialized (``encoder_weights=None``: nothing is downloaded).
+The U-Net layout is Ronneberger et al. (MICCAI 2015); the network itself is the
+segmentation-models-pytorch ``Unet`` with a ResNet-18 encoder by default, not the original
+U-Net. The LR input is bicubic-upsampled first; the network predicts the residual to add to
+it. Any smp encoder name works, always randomly initialized (``encoder_weights=None``:
+nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -12,17 +15,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..resize import check_upsampler
 from .base import SRModel
 from .registry import register_model
 
 UNET_PAPER = (
-    "Ronneberger et al., U-Net: Convolutional Networks for Biomedical Image Segmentation, MICCAI 2015 "
-    "(segmentation-models-pytorch implementation, residual SR use)"
+    "ResNet18-UNet (segmentation-models-pytorch); U-Net layout: Ronneberger et al., U-Net: Convolutional "
+    "Networks for Biomedical Image Segmentation, MICCAI 2015"
 )
 
 
 class UNetSR(SRModel):
-    """``bicubic(x) + Unet(bicubic(x))`` with a segmentation-models-pytorch ``Unet``.
+    """ResNet18-UNet (segmentation-models-pytorch): ``bicubic(x) + Unet(bicubic(x))``.
+
+    The default encoder is ResNet-18 (``encoder_name="resnet18"``, depth 5, decoder channels
+    256/128/64/32/16, smp's defaults); this is an smp segmentation network re-used for SR, not
+    a published SR architecture, so no published parameter count applies.
 
     The encoder downsamples ``2**encoder_depth`` times, so the HR (bicubic) image must be a
     multiple of ``2**encoder_depth``: the LR input is padded (replicate) to a multiple of
@@ -43,8 +51,10 @@ class UNetSR(SRModel):
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
                  encoder_name: str = "resnet18", encoder_depth: int = 5, encoder_weights: str | None = None,
-                 decoder_channels: tuple[int, ...] | list[int] | None = None, **smp_kwargs: Any) -> None:
+                 decoder_channels: tuple[int, ...] | list[int] | None = None, upsampler: str = "bicubic",
+                 **smp_kwargs: Any) -> None:
         super().__init__(scale, in_channels, out_channels)
+        self.upsampler = check_upsampler(upsampler)
         if encoder_weights is not None:
             raise ValueError(
                 f"unet: encoder_weights must be None (got {encoder_weights!r}); sciSR never downloads "
@@ -81,7 +91,7 @@ class UNetSR(SRModel):
         self.size_multiple = hr_multiple // math.gcd(hr_multiple, self.scale)  # type: ignore[misc]
         self._drop_unused_encoder_modules(hr_multiple)
         self.config = {"encoder_name": encoder_name, "encoder_depth": depth,
-                       "decoder_channels": list(decoder_channels), **smp_kwargs}
+                       "decoder_channels": list(decoder_channels), "upsampler": upsampler, **smp_kwargs}
 
     def _drop_unused_encoder_modules(self, multiple: int) -> None:
         """Replace encoder stages that a shallow ``encoder_depth`` never calls by identities.
@@ -119,5 +129,5 @@ class UNetSR(SRModel):
     tiny={"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": (16, 8, 4)},
 )
 def unet(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> UNetSR:
-    """U-Net (smp, any encoder, random init) predicting the residual over bicubic (any scale)."""
+    """ResNet18-UNet (segmentation-models-pytorch): residual over bicubic; any smp encoder, random init."""
     return UNetSR(scale, in_channels, out_channels, **kw)

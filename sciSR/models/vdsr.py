@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..resize import check_upsampler
 from .base import SRModel
 from .layers.deconv import lr_cells
 from .layers.skip import check_skip_channels, skip
@@ -49,7 +50,9 @@ class VDSR(SRModel):
     Paper defaults: 20 layers, 64 filters, zero padding to keep the size, He initialisation,
     SGD (momentum 0.9, weight decay 1e-4, lr 0.1 ÷10 every 20 epochs) with adjustable gradient
     clipping (:func:`clip_gradients`, or :meth:`clip_gradients` on the instance). Any integer
-    scale (one network serves several scales in the paper).
+    scale (one network serves several scales in the paper). The paper's input is the MATLAB
+    bicubic-interpolated image: ``upsampler="matlab"`` reproduces it (needed to run the original
+    weights); the default is torch bicubic (see :mod:`sciSR.resize`).
 
     Shape:
         ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``; the global residual needs
@@ -68,8 +71,9 @@ class VDSR(SRModel):
     }
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
-                 depth: int = 20, n_feats: int = 64) -> None:
+                 depth: int = 20, n_feats: int = 64, upsampler: str = "bicubic") -> None:
         super().__init__(scale, in_channels, out_channels)
+        self.upsampler = check_upsampler(upsampler)
         if depth < 2:
             raise ValueError(f"depth must be ≥ 2, got {depth}")
         check_skip_channels("vdsr", self.in_channels, self.out_channels)
@@ -78,7 +82,7 @@ class VDSR(SRModel):
             layers += [nn.Conv2d(n_feats, n_feats, 3, padding=1), nn.ReLU(inplace=True)]
         layers.append(nn.Conv2d(n_feats, self.out_channels, 3, padding=1))
         self.body = nn.Sequential(*layers)
-        self.config = {"depth": depth, "n_feats": n_feats}
+        self.config = {"depth": depth, "n_feats": n_feats, "upsampler": upsampler}
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # He et al. initialisation, as in the paper
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")

@@ -7,7 +7,7 @@ CARN: RGB, 3 channels).
 
 from __future__ import annotations
 
-import pytest
+import torch
 
 import sciSR
 
@@ -21,10 +21,18 @@ def close(measured: int, published: float, rel: float = 0.01) -> bool:
     return abs(measured - published) <= rel * published
 
 
+def conv_params(c_in: int, c_out: int, k: int, bias: bool = True) -> int:
+    return c_in * c_out * k * k + (c_out if bias else 0)
+
+
 def test_vdsr_665k() -> None:
     """VDSR: 20 layers × 64 filters, Y channel: 665 K in the DRRN/LapSRN comparison tables."""
-    assert n_params("vdsr") == 665_921
-    assert close(665_921, 665_000)
+    m = sciSR.create_model("vdsr", scale=4, pretrained=False)
+    convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert len(convs) == 20 and all(c.kernel_size == (3, 3) for c in convs)
+    expected = conv_params(1, 64, 3) + 18 * conv_params(64, 64, 3) + conv_params(64, 1, 3)
+    assert m.spec.params == expected == 665_921
+    assert close(m.spec.params, 665_000)
 
 
 def test_fsrcnn_weights_12464() -> None:
@@ -68,25 +76,32 @@ def test_drcn_1774k() -> None:
 
 
 def test_drrn_b1u25_297k() -> None:
-    """DRRN B1U25, 128 filters, Y channel: 297 K."""
+    """DRRN B1U25, 128 filters, Y channel: 297 K (convolutions). The official prototxt's
+    pre-activation batch norm adds gamma/beta for 52 positions (input, 50 unit convs, output)."""
     p = n_params("drrn")
-    assert p == 297_601
+    assert p == 297_601 == conv_params(1, 128, 3) + 2 * conv_params(128, 128, 3) + conv_params(128, 1, 3)
     assert close(p, 297_000)
+    assert n_params("drrn", batch_norm=True) == p + 2 * (1 + 50 * 128 + 128)
 
 
 def test_lapsrn_812k() -> None:
-    """LapSRN ×4, d=10: the paper's 812 K matches 3×3 feature-upsampling kernels (``up_kernel=3``,
-    814,244); with the 4×4 transposed convs the paper describes (our default) the count is
-    871,588. The published table is ambiguous here, so both are pinned."""
-    assert close(n_params("lapsrn", up_kernel=3), 812_000)
-    assert n_params("lapsrn") == 871_588
+    """LapSRN ×4, d=10, official 3×3 feature up-kernels (default): 814,242 for the published 812 K;
+    with 4×4 feature up-kernels 871,586. The image up-kernels are 4×4 without bias."""
+    p = n_params("lapsrn")
+    level = 10 * conv_params(64, 64, 3) + conv_params(64, 64, 3) + conv_params(64, 1, 3) + 16
+    assert p == conv_params(1, 64, 3) + 2 * level == 814_242
+    assert close(p, 812_000)
+    assert n_params("lapsrn", up_kernel=4) == 871_586
 
 
 def test_ms_lapsrn_d5r8_222k() -> None:
-    """MS-LapSRN D5R8: 222 K published; 222,802 with 3×3 feature upsampling, 251,474 with the
-    described 4×4 (default). Shared across levels: the count does not depend on the scale."""
-    assert close(n_params("ms_lapsrn", up_kernel=3), 222_000)
-    assert n_params("ms_lapsrn") == n_params("ms_lapsrn", scale=8) == 251_474
+    """MS-LapSRN D5R8: 222 K published; 222,801 with the official 3×3 feature up-kernel (default).
+    Shared across levels: the count does not depend on the scale."""
+    p = n_params("ms_lapsrn")
+    assert p == conv_params(1, 64, 3) + 6 * conv_params(64, 64, 3) + conv_params(64, 1, 3) + 16 == 222_801
+    assert close(p, 222_000)
+    assert n_params("ms_lapsrn", scale=8) == n_params("ms_lapsrn", scale=2) == p
+    assert n_params("ms_lapsrn", up_kernel=4) == 251_473
 
 
 def test_idn_553k() -> None:
@@ -97,15 +112,26 @@ def test_idn_553k() -> None:
         assert close(p, 553_000)
 
 
-def test_selnet_count() -> None:
-    """SelNet: 22 conv layers × 64 filters, 21 selection units, ×4, one channel: 835,792. The
-    "≈0.97 M" quoted for SelNet could not be derived from the paper's description (no
-    configuration of 22 layers × 64 filters gives it), so it is not asserted."""
-    assert n_params("selnet") == 835_792
+def test_selnet_974k() -> None:
+    """SelNet ×2, Y: ≈974 K published. 22 conv layers (input conv, 10 residual units of two convs,
+    HR conv) + the sub-pixel conv + 21 selection-unit 1×1 convs give 974,849."""
+    p = n_params("selnet", scale=2)
+    su = conv_params(64, 64, 1)
+    assert p == (conv_params(1, 64, 3) + 20 * conv_params(64, 64, 3) + 21 * su
+                 + conv_params(64, 64 * 4, 3) + conv_params(64, 1, 3)) == 974_849
+    assert close(p, 974_000, rel=0.001)
 
 
-@pytest.mark.parametrize("name", ["btsrn", "cmsc"])
-def test_unpublished_counts_are_stable(name: str) -> None:
-    """BTSRN and CMSC publish no parameter count we could verify; pin ours to catch drift."""
-    expected = {"btsrn": 856_449, "cmsc": 3_383_556}[name]
-    assert n_params(name) == expected
+def test_btsrn_official_layout_count() -> None:
+    """BTSRN publishes no count; the official code's layout (1×1 in/out convs, 11 PConv blocks at ×4
+    including the one between the two ×2 up-sampling layers, 2×2 deconvolutions) gives these."""
+    pconv = conv_params(128, 64, 1) + conv_params(64, 128, 3)
+    up = 128 * 128 * 4 + 128
+    rgb = n_params("btsrn", channels=3)
+    assert rgb == conv_params(3, 128, 1) + 11 * pconv + 2 * up + conv_params(128, 3, 1) == 1_035_459
+    assert n_params("btsrn", scale=2) == conv_params(1, 128, 1) + 10 * pconv + up + conv_params(128, 1, 1)
+
+
+def test_cmsc_unverified_default_is_stable() -> None:
+    """CMSC publishes no count we could verify (docs/models.md labels it unverified); pin ours."""
+    assert n_params("cmsc") == 3_383_556

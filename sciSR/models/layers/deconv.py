@@ -82,26 +82,6 @@ class CenteredConvTranspose2d(nn.ConvTranspose2d):
         return y
 
 
-def cubic_kernel_1d(scale: int, size: int, a: float = -0.75) -> torch.Tensor:
-    """Bicubic (Keys) interpolation taps for a :class:`CenteredConvTranspose2d`.
-
-    Tap ``t`` of a kernel of ``size`` taps, centred by the layer's offset, sits at distance
-    ``(t - off - (s-1)/2) / s`` LR pixels from the contributing cell centre. ``a=-0.75`` equals
-    torch's ``interpolate(mode="bicubic", align_corners=False)`` (sciSR's bicubic) away from the
-    borders; ``a=-0.5`` is MATLAB's ``imresize``. ``size ≥ 4·scale`` covers the full support.
-    """
-    s = int(scale)
-    off = math.ceil((size - s) / 2)
-    t = torch.arange(size, dtype=torch.float64)
-    d = ((t - off - (s - 1) / 2) / s).abs()
-    w = torch.where(
-        d <= 1,
-        (a + 2) * d**3 - (a + 3) * d**2 + 1,
-        torch.where(d < 2, a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a, torch.zeros_like(d)),
-    )
-    return w.float()
-
-
 def bilinear_kernel_1d(scale: int, size: int) -> torch.Tensor:
     """Linear-interpolation taps for a :class:`CenteredConvTranspose2d` (LapSRN's initialisation)."""
     s = int(scale)
