@@ -39,8 +39,10 @@ PUBLISHED: dict[str, str] = {
     "carn_m": "0.41 M (RGB, ×2/×3/×4 upsamplers; `multi_scale=True`)",
     "drcn": "1,774 K (Y)",
     "drrn": "297 K (B1U25, Y)",
-    "lapsrn": "812 K (×4, Y; matches 3×3 up-kernels, see docstring)",
-    "ms_lapsrn": "222 K (D5R8, Y; matches 3×3 up-kernels, see docstring)",
+    "lapsrn": "812 K (×4, Y; official 3×3 feature up-kernels)",
+    "ms_lapsrn": "222 K (D5R8, Y; official 3×3 feature up-kernels)",
+    "selnet": "974 K (×2, Y)",
+    "cmsc": "— (unverified configuration, see notes)",
     "idn": "553 K (Y)",
     "rcan": "15.6 M (RGB ×4)",
     "esrgan": "16.7 M (RRDBNet, RGB ×4)",
@@ -48,6 +50,28 @@ PUBLISHED: dict[str, str] = {
     "srgan": "1.55 M (generator, RGB ×4)",
     "msrresnet": "1.52 M (BasicSR MSRResNet, RGB ×4)",
     "swinir": "897 K (light ×4, RGB; excludes the 32 K relative-position tables, see test)",
+}
+
+#: What the default configuration rests on, where it is not simply the paper's published one.
+NOTES: dict[str, str] = {
+    "btsrn": "Layout of the official code (ychfan/sr_ntire2017): 1×1 in/out convs, LeakyReLU(0.2), "
+    "nearest + kernel=stride deconvolution per ×2 stage with a PConv block between, residual over "
+    "bicubic. No published parameter count.",
+    "cmsc": "**Unverified configuration.** Module design, residual-features learning, cascaded "
+    "supervision and weighted assembly follow the paper's description; the sizes (64 features, "
+    "3 subnetworks × 4 MSC modules × 2 cross layers) are our choice and could not be checked against "
+    "the paper.",
+    "drrn": "`batch_norm=True` adds the official prototxt's pre-activation BatchNorm (+13,058 "
+    "parameters for B1U25, one channel); off by default.",
+    "lapsrn": "The paper's 812 K: 814,242 with the official 3×3 feature up-kernels (default); "
+    "`up_kernel=4` gives 871,586.",
+    "ms_lapsrn": "The paper's 222 K: 222,801 with the official 3×3 feature up-kernel (default).",
+    "selnet": "974,849 at ×2 (Y): 22 conv layers (input conv, 10 residual units of two convs, HR conv), "
+    "21 identity-gated selection units, a sub-pixel conv; the unit pairing is our reading.",
+    "sparse_coding": "Iterative back-projection on by default (20 iterations, as the authors' code); "
+    "it widens the receptive field by about 6 LR cells per iteration.",
+    "unet": "ResNet18-UNet from segmentation-models-pytorch re-used for SR: not a published SR "
+    "configuration.",
 }
 
 
@@ -120,6 +144,9 @@ def table(names: list[str]) -> str:
             cells = [f"`{n}`", f"error: {type(err).__name__}: {err}"] + ["—"] * (len(HEADER) - 2)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         print(lines[-1], flush=True)
+    notes = [f"- `{n}`: {NOTES[n]}" for n in names if n in NOTES]
+    if notes:
+        lines += ["", "## Configuration notes", "", *notes]
     return "\n".join(lines)
 
 
@@ -132,7 +159,11 @@ products, 2 FLOPs per multiply-add; interpolation and activations are not counte
 by the number of HR output pixels. The receptive field is the LR halo a tile needs
 (`model.spec.receptive_field`, DESIGN §5); "unbounded" models are tiled with blending.
 Published counts are the papers' own configurations (Y = luminance, one channel); the docstrings
-and `tests/models/test_zoo_params.py` say how each is reproduced.
+and `tests/models/test_zoo_params.py` say how each is reproduced, and the configuration notes below
+say where a default rests on our reading rather than on the paper or its official code.
+Pre-upsampling models (SRCNN, VDSR, DRCN, DRRN, CMSC, U-Net, sparse coding) interpolate with torch
+bicubic by default; `upsampler="matlab"` gives MATLAB `imresize` bicubic (`sciSR.resize`), the
+input the original published weights expect.
 
 """
 
