@@ -10,6 +10,15 @@ for ascending or descending coordinates alike; bounds variables are split into `
 sub-intervals; 2-D auxiliary latitude/longitude are recomputed from the CF grid mapping with
 pyproj (interpolated in index space only when no projection is known). Nothing is sorted or
 flipped.
+
+Regularity is judged at the precision a coordinate was stored with: values that sit on a
+regular grid to float32 precision (EURO-CORDEX rotated-pole coordinates, often promoted to
+float64) count as regular, and their refined centres are laid on the least-squares regular grid
+through them. Irregular axes are refined inside their cell edges: CF bounds, or, for latitudes of
+a Gaussian grid without bounds, the edges of the Gauss–Legendre quadrature (``sin`` of an edge is
+the cumulative sum of the weights minus 1). Sub-cell centres of an irregular axis are the
+midpoints of the split edges, so centres and bounds stay consistent (at a Gaussian pole row the
+old centre is not the middle of its cell, so the sub-cell centres do not average to it).
 """
 
 from __future__ import annotations
@@ -93,6 +102,7 @@ _NAMES = {
     ),
 }
 _LON_NAMES = {"lon", "lons", "longitude", "nav_lon", "glamt"}
+_LAT_NAMES = {"lat", "lats", "latitude", "nav_lat", "gphit"}
 #: projection coordinate units → metres
 _LENGTH_UNITS = {
     "m": 1.0,
@@ -135,6 +145,13 @@ def is_longitude(name: Hashable, attrs: Mapping[str, Any]) -> bool:
     return (
         sn in ("longitude", "grid_longitude") or _UNITS.get(units) == "X" or str(name).lower() in _LON_NAMES
     )
+
+
+def is_latitude(name: Hashable, attrs: Mapping[str, Any]) -> bool:
+    """True for a geographic latitude coordinate (not a rotated or projected ``y``)."""
+    sn = str(attrs.get("standard_name", "")).lower()
+    units = str(attrs.get("units", "")).lower().replace(" ", "")
+    return sn == "latitude" or _UNITS.get(units) == "Y" or str(name).lower() in _LAT_NAMES
 
 
 def find_spatial_dims(da: xr.DataArray) -> tuple[str, str] | None:
@@ -180,9 +197,143 @@ def no_spatial_dims_error(name: Hashable, dims: tuple[Hashable, ...]) -> ValueEr
     )
 
 
-def _float_tol(v: np.ndarray, d: float) -> float:
-    eps = np.finfo(v.dtype).eps if v.dtype.kind == "f" else np.finfo(np.float64).eps
-    return max(1e-5 * abs(d), 16 * eps * float(np.max(np.abs(v))))
+#: ulps of float64 rounding tolerated between the steps of a regular axis
+_F64_ULPS = 16
+#: ulps of the storage precision a value may be off the regular grid fitted through an axis
+STORAGE_ULPS = 2
+#: a Gaussian latitude may differ from the Gauss–Legendre node by this fraction of a cell
+_GAUSS_TOL = 1e-3
+
+
+def storage_ulp(values: np.ndarray, stored: Any = None) -> float:
+    """Spacing of representable numbers at the largest ``|value|`` in the precision of storage.
+
+    The precision is that of ``stored`` (the on-disk dtype) when it is a float type narrower than
+    float64, else float32 when every value is exactly a float32 number (float32 coordinates
+    promoted to float64), else float64.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    m = float(np.max(np.abs(v))) if v.size else 0.0
+    dt = np.dtype(stored) if stored is not None else None
+    if dt is not None and dt.kind == "f" and dt.itemsize < 8:
+        return float(np.spacing(dt.type(m)))
+    if v.size and np.array_equal(v.astype(np.float32).astype(np.float64), v):
+        return float(np.spacing(np.float32(m)))
+    return float(np.spacing(m))
+
+
+@dataclass(frozen=True)
+class RegularFit:
+    """A 1-D coordinate that lies on a regular grid ``origin + i * step``.
+
+    Attributes:
+        step: Signed spacing.
+        origin: First centre of the fitted grid.
+        exact: True when the stored values are regular to float64 rounding; False when they are
+            regular only to the precision they were stored with (float32 rounding), so the
+            fitted grid, not the stored values, defines the centres.
+    """
+
+    step: float
+    origin: float
+    exact: bool
+
+
+def regular_fit(values: np.ndarray, stored: Any = None) -> RegularFit | None:
+    """The regular grid through ``values``, or ``None`` when they are not regularly spaced.
+
+    Regular to float64 rounding: every step within ``16`` float64 ulps (of the largest
+    ``|value|``) of the mean step. Regular to storage precision: every value within
+    :data:`STORAGE_ULPS` ulps of the storage precision (:func:`storage_ulp`) of the
+    least-squares line. One correctly rounded value is at most half an ulp off; coordinates
+    computed in float32 with two roundings (``i * step + start``) reach one ulp. A grid with one
+    step 1% off fails both tests; so does float32 accumulation (``cumsum``), which drifts by tens
+    of ulps.
+
+    Args:
+        values: Coordinate values (at least 2, monotonic).
+        stored: On-disk dtype of the coordinate, when known.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    n = v.size
+    if n < 2:
+        return None
+    d = np.diff(v)
+    mean = (v[-1] - v[0]) / (n - 1)
+    m = float(np.max(np.abs(v)))
+    if np.max(np.abs(d - mean)) <= _F64_ULPS * float(np.spacing(m)):
+        return RegularFit(float(mean), float(v[0]), True)
+    ulp = storage_ulp(v, stored)
+    i = np.arange(n, dtype=np.float64)
+    ic = i - i.mean()
+    step = float(np.dot(ic, v - v.mean()) / np.dot(ic, ic))
+    origin = float(v.mean() - step * i.mean())
+    if step != 0 and np.max(np.abs(v - (origin + step * i))) <= STORAGE_ULPS * ulp:
+        return RegularFit(step, origin, False)
+    return None
+
+
+def gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (ascending, in ``(-1, 1)``) and weights (summing to 2) of ``n``-point Gauss–Legendre.
+
+    Newton iteration on the Legendre recurrence (``O(n²)``), accurate to float64 rounding.
+
+    Shape:
+        ``() -> ((n,), (n,))``.
+    """
+    i = np.arange(n)
+    x = np.cos(np.pi * (i + 0.75) / (n + 0.5))
+
+    def legendre(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p0, p1 = np.ones_like(x), x.copy()
+        for k in range(2, n + 1):
+            p0, p1 = p1, ((2 * k - 1) * x * p1 - (k - 1) * p0) / k
+        return p1, n * (x * p1 - p0) / (x * x - 1)  # P_n and its derivative
+
+    for _ in range(100):
+        p, dp = legendre(x)
+        dx = p / dp
+        x = x - dx
+        if np.max(np.abs(dx)) < 1e-15:
+            break
+    _, dp = legendre(x)
+    w = 2.0 / ((1.0 - x) * (1.0 + x) * dp * dp)
+    return x[::-1].copy(), w[::-1].copy()
+
+
+def gaussian_edges(lat: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """Cell edges of latitudes that belong to a Gaussian grid, or ``None``.
+
+    ``lat`` (degrees, ascending or descending, possibly a contiguous band of the grid) matches
+    the ``N``-point Gaussian latitudes ``asin(x_j)`` when every value is within
+    ``1e-3`` of a cell of a node. The edges are where the cumulative weights match:
+    ``sin(edge_k) = sum(w_j, j < k) - 1`` (so each cell's area is its quadrature weight).
+
+    Returns:
+        ``(N, edges)`` with ``edges`` of shape ``(n + 1,)`` in the order of ``lat``.
+    """
+    v = np.asarray(lat, dtype=np.float64)
+    n = v.size
+    if n < 3 or not np.all(np.isfinite(v)) or np.max(np.abs(v)) >= 90.0:
+        return None
+    desc = v[-1] < v[0]
+    asc = v[::-1] if desc else v
+    step = float(np.median(np.diff(asc)))
+    if step <= 0:
+        return None
+    guess = round(180.0 / step)
+    for big_n in sorted(range(max(n, guess - 3), guess + 4), key=lambda k: abs(k - guess)):
+        x, w = gauss_legendre(big_n)
+        glat = np.degrees(np.arcsin(x))
+        k = int(np.argmin(np.abs(glat - asc[0])))
+        if k + n > big_n or np.max(np.abs(glat[k : k + n] - asc)) > _GAUSS_TOL * step:
+            continue
+        sin_edges = np.clip(np.concatenate([[0.0], np.cumsum(w)]) - 1.0, -1.0, 1.0)
+        edges = np.degrees(np.arcsin(sin_edges))
+        edges[0], edges[-1] = -90.0, 90.0
+        e = edges[k : k + n + 1]
+        return big_n, (e[::-1] if desc else e).copy()
+    return None
 
 
 @dataclass
@@ -197,6 +348,12 @@ class Axis:
         attrs: Coordinate attributes.
         bounds: Name of the bounds variable (``(dim, 2)``), or ``None``.
         spacing: Regular spacing (signed), or ``None`` when irregular or without coordinate.
+        origin: First centre of the regular grid fitted through values that are regular only to
+            their storage precision (see :func:`regular_fit`); ``None`` when the values are
+            regular to float64 rounding (or irregular).
+        gaussian: ``N`` when the values are latitudes of an ``N``-point Gaussian grid (irregular
+            axes only).
+        stored_dtype: On-disk dtype of the coordinate (its encoding), else its dtype.
     """
 
     dim: str
@@ -206,6 +363,17 @@ class Axis:
     attrs: dict[str, Any]
     bounds: str | None
     spacing: float | None
+    origin: float | None = None
+    gaussian: int | None = None
+    stored_dtype: Any = None
+
+    def regular_values(self) -> np.ndarray | None:
+        """Centres of a regular axis: the stored values, or the fitted grid (storage-precision case)."""
+        if self.values is None or self.spacing is None:
+            return None
+        if self.origin is None:
+            return self.values
+        return self.origin + self.spacing * np.arange(self.size, dtype=np.float64)
 
     @property
     def ascending(self) -> bool | None:
@@ -255,12 +423,16 @@ class Grid:
                 f"coordinate {dim!r} is not strictly monotonic; sort the data with ds.sortby({dim!r}) "
                 f"(sciSR never reorders silently)"
             )
-        spacing = None
-        if n > 1:
-            mean = (v[-1] - v[0]) / (n - 1)
-            if np.max(np.abs(d - mean)) <= _float_tol(np.asarray(var.values), mean):
-                spacing = float(mean)
-        return Axis(dim, n, dim, v, dict(var.attrs), bounds, spacing)
+        stored = np.dtype(var.encoding.get("dtype", var.dtype))
+        fit = regular_fit(v, stored) if n > 1 else None
+        if fit is not None:
+            origin = None if fit.exact else fit.origin
+            return Axis(dim, n, dim, v, dict(var.attrs), bounds, fit.step, origin, None, stored)
+        gauss = None
+        if is_latitude(dim, var.attrs):
+            found = gaussian_edges(v)
+            gauss = found[0] if found is not None else None
+        return Axis(dim, n, dim, v, dict(var.attrs), bounds, None, None, gauss, stored)
 
     def _find_grid_mapping(self) -> str | None:
         for v in self.ds.variables.values():
@@ -321,22 +493,26 @@ class Grid:
             new_vals[ax.dim] = None
             if ax.values is None:
                 continue
-            bnds = self._bounds_array(ax)
+            bnds = self.cell_bounds(ax)
             centres = refine_centres(ax, s, bnds)
             new_vals[ax.dim] = centres
             src = self.ds.variables[ax.dim]
             dtype = src.dtype if src.dtype.kind == "f" else np.float64
-            out[ax.dim] = xr.Variable(ax.dim, centres.astype(dtype), src.attrs, {"_FillValue": None})
-            if bnds is not None and ax.bounds is not None:
+            attrs = dict(src.attrs)
+            if bnds is None:
+                out[ax.dim] = xr.Variable(ax.dim, centres.astype(dtype), attrs, {"_FillValue": None})
+                continue
+            nb = split_bounds(bnds, np.sign(ax.values[-1] - ax.values[0]) if ax.size > 1 else 1.0, s)
+            if ax.bounds is not None:
                 bsrc = self.ds.variables[ax.bounds]
-                nb = split_bounds(bnds, np.sign(ax.values[-1] - ax.values[0]) if ax.size > 1 else 1.0, s)
-                nv_dim = next(d for d in bsrc.dims if d != ax.dim)
-                out[ax.bounds] = xr.Variable(
-                    (ax.dim, nv_dim),
-                    nb.astype(bsrc.dtype if bsrc.dtype.kind == "f" else np.float64),
-                    bsrc.attrs,
-                    {"_FillValue": None},
-                )
+                name, nv_dim = ax.bounds, next(d for d in bsrc.dims if d != ax.dim)
+                battrs, bdtype = bsrc.attrs, (bsrc.dtype if bsrc.dtype.kind == "f" else np.float64)
+            else:  # Gaussian edges computed here: the refined grid carries them as CF bounds
+                name, nv_dim = self._free_name(f"{ax.dim}_bnds"), self._free_dim("bnds")
+                battrs, bdtype = {}, dtype
+                attrs["bounds"] = name
+            out[ax.dim] = xr.Variable(ax.dim, centres.astype(dtype), attrs, {"_FillValue": None})
+            out[name] = xr.Variable((ax.dim, nv_dim), nb.astype(bdtype), battrs, {"_FillValue": None})
         if self.aux:
             out.update(self._refine_aux(s, new_vals))
         if self.grid_mapping is not None:
@@ -346,6 +522,28 @@ class Grid:
                 gm.attrs["GeoTransform"] = _scale_geotransform(str(gm.attrs["GeoTransform"]), s)
                 out[self.grid_mapping] = gm
         return out
+
+    def cell_bounds(self, ax: Axis) -> np.ndarray | None:
+        """Cell edges of ``ax`` as ``(n, 2)``: its CF bounds variable, else Gaussian-grid edges
+        (irregular latitudes of a Gaussian grid), else ``None``."""
+        bnds = self._bounds_array(ax)
+        if bnds is not None or ax.gaussian is None or ax.values is None:
+            return bnds
+        found = gaussian_edges(ax.values)
+        if found is None:
+            return None
+        e = found[1]
+        return np.stack([e[:-1], e[1:]], axis=1)
+
+    def _free_name(self, name: str) -> str:
+        while name in self.ds.variables:
+            name = f"{name}_"
+        return name
+
+    def _free_dim(self, dim: str) -> str:
+        while dim in self.ds.dims and self.ds.sizes[dim] != 2:
+            dim = f"{dim}_"
+        return dim
 
     def _bounds_array(self, ax: Axis) -> np.ndarray | None:
         if ax.bounds is None:
@@ -473,10 +671,12 @@ class Grid:
 
 
 def refine_centres(ax: Axis, s: int, bounds: np.ndarray | None = None) -> np.ndarray:
-    """Sub-cell centres of a 1-D axis: ``c_i + (arange(s) - (s-1)/2) * d_i/s``.
+    """Sub-cell centres of a 1-D axis.
 
-    ``d_i`` is the regular spacing; for an irregular axis (Gaussian latitudes) it is each cell's
-    own width from its bounds, so sub-cells still average to the old centre.
+    Regular axis with spacing ``d``: ``c_i + (arange(s) - (s-1)/2) * d/s``, with ``c_i`` the stored
+    centres (or the fitted regular grid when the values are regular only to their storage
+    precision). Irregular axis with cell edges ``bounds``: the midpoints of the ``s`` equal
+    sub-intervals of each cell, so every centre sits in the middle of its new bounds.
 
     Shape:
         ``(n,) -> (n·s,)``.
@@ -487,25 +687,41 @@ def refine_centres(ax: Axis, s: int, bounds: np.ndarray | None = None) -> np.nda
     v = ax.values
     assert v is not None
     if ax.spacing is not None:
-        width = np.full(ax.size, ax.spacing)
-    elif bounds is not None:
+        base = ax.regular_values()
+        assert base is not None
+        offsets = (np.arange(s) - (s - 1) / 2.0) / s
+        return (base[:, None] + offsets[None, :] * ax.spacing).reshape(-1)
+    if bounds is not None:
         direction = np.sign(v[-1] - v[0]) if ax.size > 1 else 1.0
-        width = direction * np.abs(bounds[:, 1] - bounds[:, 0])
-    elif ax.size < 2:
+        return split_bounds(bounds, direction, s).mean(axis=1)
+    if ax.size < 2:
         raise ValueError(
             f"axis {ax.dim!r} has a single cell and no bounds: its spacing is unknown, so it "
             f"cannot be refined; add a bounds variable or downscale a larger region"
         )
-    else:
-        d = np.diff(v)
-        raise ValueError(
-            f"coordinate {ax.dim!r} is irregularly spaced (steps from {d.min():.6g} to {d.max():.6g}): cells "
-            f"cannot be split into equal sub-cells without knowing their edges; add CF cell bounds "
-            f"('bounds' attribute; downscale the Dataset rather than a DataArray so that they come "
-            f"along) or regrid to a regular grid first"
-        )
-    offsets = (np.arange(s) - (s - 1) / 2.0) / s
-    return (v[:, None] + offsets[None, :] * width[:, None]).reshape(-1)
+    raise ValueError(irregular_message(ax.dim, v, ax.stored_dtype))
+
+
+def irregular_figures(dim: str, v: np.ndarray, stored: Any = None) -> str:
+    """``coordinate 'x' is irregularly spaced (steps ..., values up to ... off a regular grid ...)``."""
+    d = np.diff(v)
+    i = np.arange(v.size, dtype=np.float64)
+    line = np.polyval(np.polyfit(i, v, 1), i)
+    off = float(np.max(np.abs(v - line)))
+    tol = STORAGE_ULPS * storage_ulp(v, stored)
+    return (
+        f"coordinate {dim!r} is irregularly spaced (steps from {d.min():.7g} to {d.max():.7g}, values up to "
+        f"{off:.2g} off the nearest regular grid where rounding allows {tol:.2g})"
+    )
+
+
+def irregular_message(dim: str, v: np.ndarray, stored: Any = None) -> str:
+    """The one-line refusal of an irregular axis without cell edges, with the figures that show it."""
+    return (
+        f"{irregular_figures(dim, v, stored)}: cells cannot be split into equal sub-cells without knowing "
+        f"their edges; add CF cell bounds ('bounds' attribute; downscale the Dataset rather than a "
+        f"DataArray so that they come along) or regrid to a regular grid first"
+    )
 
 
 def split_bounds(bounds: np.ndarray, direction: float, s: int) -> np.ndarray:
@@ -521,6 +737,7 @@ def split_bounds(bounds: np.ndarray, direction: float, s: int) -> np.ndarray:
     end = np.where(direction > 0, np.maximum(b0, b1), np.minimum(b0, b1))
     k = np.arange(s + 1) / s
     edges = start[:, None] + (end - start)[:, None] * k[None, :]
+    edges[:, -1] = end  # exact: neighbouring cells share their edge bit for bit
     lo, hi = edges[:, :-1], edges[:, 1:]
     same = (np.sign(b1 - b0) == direction)[:, None]
     first = np.where(same, lo, hi)

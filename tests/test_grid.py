@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sciSR.grid import Grid, find_spatial_dims, refine_linear, split_bounds
+from sciSR.grid import (
+    Grid,
+    find_spatial_dims,
+    gauss_legendre,
+    gaussian_edges,
+    refine_linear,
+    regular_fit,
+    split_bounds,
+)
 
 
 def _da(dims, coords=None, shape=None):
@@ -103,11 +111,12 @@ def test_irregular_with_bounds_splits_each_cell():
     )
     ds["lat_bnds"] = (("lat", "nv"), bnds)
     ref = Grid(ds, "lat", "lon").refine(2)
-    np.testing.assert_allclose(ref["lat"].values.reshape(-1, 2).mean(axis=1), lat)
     nb = ref["lat_bnds"].values
     assert nb[0, 0] == -80.0 and nb[-1, 1] == 50.0
     np.testing.assert_array_equal(nb[1:, 0], nb[:-1, 1])  # contiguous sub-cells
     np.testing.assert_allclose(nb[:, 1] - nb[:, 0], np.repeat(np.diff(edges) / 2, 2))
+    # every sub-cell centre is the middle of its bounds (the old centres are not mid-cell here)
+    np.testing.assert_allclose(ref["lat"].values, [-70, -50, -32.5, -17.5, -4.5, 6.5, 21.5, 40.5])
 
 
 def test_split_bounds_descending_keeps_orientation():
@@ -188,3 +197,112 @@ def test_lambert_conformal_km_coords_recomputed():
     np.testing.assert_allclose(ref["lon"].values, lon2, atol=1e-9)
     # not the same as interpolating: the projection is curved
     assert np.abs(ref["lat"].values - refine_linear(refine_linear(lat, 2, 0), 2, 1)).max() > 1e-6
+
+
+# ---- coordinates regular to float32 precision (EURO-CORDEX) ------------------------------------
+def _eur11(promote: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """EUR-11 rotated-pole centres (0.11°, 412 × 424) rounded to float32 as CORDEX files store them."""
+    rlat = (-23.375 + 0.11 * np.arange(412)).astype(np.float32)
+    rlon = (-28.375 + 0.11 * np.arange(424)).astype(np.float32)
+    return (rlat.astype(np.float64), rlon.astype(np.float64)) if promote else (rlat, rlon)
+
+
+@pytest.mark.parametrize("promote", [True, False])
+def test_float32_rounded_rotated_pole_axis_is_regular(promote):
+    rlat, rlon = _eur11(promote)
+    d = np.diff(rlon.astype(np.float64))
+    assert d.min() < 0.11 - 1e-6 and d.max() > 0.11 + 5e-7  # the jitter the files really have
+    ds = xr.Dataset(
+        {"v": (("rlat", "rlon"), np.zeros((rlat.size, rlon.size), np.float32))},
+        coords={"rlat": ("rlat", rlat), "rlon": ("rlon", rlon)},
+    )
+    g = Grid(ds, "rlat", "rlon")
+    assert g.x.spacing == pytest.approx(0.11, abs=1e-8) and g.y.spacing == pytest.approx(0.11, abs=1e-8)
+    new = g.refine(2)["rlon"].values.astype(np.float64)
+    # the refined axis lies on the regular 0.055° grid within float32 rounding of the source
+    ideal = -28.375 - 0.0275 + 0.055 * np.arange(848)
+    assert np.max(np.abs(new - ideal)) < 4e-6
+    if promote:  # float64 output: regular to float64 rounding, so it refines again exactly
+        fit = regular_fit(new)
+        assert fit is not None and fit.exact
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_one_step_one_percent_off_is_still_refused(dtype):
+    _, rlon = _eur11()
+    bad = rlon.copy()
+    bad[200:] += 0.0011  # one step 1% too long
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((3, bad.size)))}, coords={"y": [0.0, 1, 2], "x": bad.astype(dtype)}
+    )
+    g = Grid(ds, "y", "x")
+    assert g.x.spacing is None
+    with pytest.raises(ValueError, match=r"'x' is irregularly spaced .*off the nearest regular grid"):
+        g.refine(2)
+
+
+def test_float64_values_get_no_float32_allowance():
+    x = -28.375 + 0.11 * np.arange(424)
+    x[100] += 3e-6  # a float32 ulp here, but these values are not float32 numbers
+    assert regular_fit(x) is None
+    assert regular_fit(np.float32(x).astype(np.float64)) is not None
+
+
+# ---- Gaussian grids ----------------------------------------------------------------------
+@pytest.mark.parametrize("n", [2, 7, 48, 96, 320])
+def test_gauss_legendre_matches_numpy(n):
+    x, w = gauss_legendre(n)
+    xr_, wr = np.polynomial.legendre.leggauss(n)
+    np.testing.assert_allclose(x, xr_, atol=1e-14)
+    np.testing.assert_allclose(w, wr, rtol=1e-10, atol=1e-13)
+    assert w.sum() == pytest.approx(2.0, abs=1e-13)
+
+
+def test_gaussian_edges_follow_the_quadrature_weights():
+    xn, wn = np.polynomial.legendre.leggauss(96)
+    lat = np.degrees(np.arcsin(xn))
+    n, edges = gaussian_edges(lat)
+    assert n == 96 and edges[0] == -90.0 and edges[-1] == 90.0
+    # each cell's area fraction (difference of sin of its edges) is its Gauss weight
+    np.testing.assert_allclose(np.diff(np.sin(np.radians(edges))), wn, atol=1e-12)
+    assert np.all((edges[:-1] < lat) & (lat < edges[1:]))
+    # descending and a regional band of the same grid: the same edges, in the axis order
+    n2, band = gaussian_edges(lat[60:20:-1])
+    assert n2 == 96
+    np.testing.assert_allclose(band, edges[61:20:-1], atol=1e-12)
+
+
+def test_gaussian_detection_rejects_other_irregular_axes():
+    lat = np.degrees(np.arcsin(np.polynomial.legendre.leggauss(96)[0]))
+    assert gaussian_edges(lat + 0.05) is None  # shifted
+    assert gaussian_edges(np.array([-60.0, -25.0, 0.0, 30.0])) is None
+    assert gaussian_edges(np.linspace(-88.5, 88.5, 96)) is None  # regular lat is not Gaussian
+
+
+def test_gaussian_latitudes_without_bounds_are_refined_within_their_cells():
+    xn, _ = np.polynomial.legendre.leggauss(48)
+    lat = np.degrees(np.arcsin(xn))[::-1]  # north to south, as ECHAM writes it
+    g = _grid(lat, np.arange(0.0, 360.0, 3.75))
+    assert g.y.gaussian == 48 and g.y.spacing is None
+    ref = g.refine(3)
+    assert ref["lat"].attrs["bounds"] == "lat_bnds"
+    nb = ref["lat_bnds"].values
+    assert nb.shape == (144, 2) and nb[0, 0] == 90.0 and nb[-1, 1] == -90.0
+    np.testing.assert_array_equal(nb[1:, 0], nb[:-1, 1])
+    np.testing.assert_allclose(ref["lat"].values, nb.mean(axis=1))
+    assert np.all(np.diff(ref["lat"].values) < 0)  # never flipped
+    _, edges = gaussian_edges(lat)
+    np.testing.assert_allclose(nb[::3, 0], edges[:-1])  # old edges kept
+
+
+def test_pole_row_centres_sit_mid_cell():
+    lat = np.array([-88.5, -86.0, -83.0])
+    bnds = np.array([[-90.0, -87.25], [-87.25, -84.5], [-84.5, -81.5]])
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((3, 2)))},
+        coords={"lat": ("lat", lat, {"bounds": "lat_bnds"}), "lon": ("lon", [0.0, 1.0])},
+    )
+    ds["lat_bnds"] = (("lat", "nv"), bnds)
+    ref = Grid(ds, "lat", "lon").refine(2)
+    np.testing.assert_allclose(ref["lat"].values, ref["lat_bnds"].values.mean(axis=1))
+    assert ref["lat"].values[0] == pytest.approx(-89.3125)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from ..grid import STORAGE_ULPS, irregular_figures, regular_fit, storage_ulp
 from ._stack import dataset_attrs, run_block, sr_attrs
 from .base import Adapter, register_adapter
 from .xarray_core import output_dtype
@@ -317,8 +318,7 @@ def dataset_crs(ds: xr.Dataset) -> Any:
         from rasterio.crs import CRS
 
         names = ["spatial_ref"] + [
-            str(v.encoding.get("grid_mapping", v.attrs.get("grid_mapping")))
-            for v in ds.data_vars.values()
+            str(v.encoding.get("grid_mapping", v.attrs.get("grid_mapping"))) for v in ds.data_vars.values()
         ]
         for name in dict.fromkeys(names):
             attrs = ds[name].attrs if name in ds.variables else {}
@@ -352,13 +352,12 @@ def dataset_transform(ds: xr.Dataset, ydim: str = "y", xdim: str = "x") -> Affin
     gt = ds["spatial_ref"].attrs.get("GeoTransform") if "spatial_ref" in ds.coords else None
     stored = Affine.from_gdal(*[float(v) for v in str(gt).split()]) if gt else None
     if ydim in ds.coords and xdim in ds.coords and ds[ydim].ndim == 1 and ds[xdim].ndim == 1:
-        y, x = np.asarray(ds[ydim].values, float), np.asarray(ds[xdim].values, float)
-        dy, dx = (
-            _spacing(y, ydim, stored.e if stored else None),
-            _spacing(x, xdim, stored.a if stored else None),
+        (dy, y0, uy), (dx, x0, ux) = (
+            _spacing(ds[ydim], ydim, stored.e if stored else None),
+            _spacing(ds[xdim], xdim, stored.a if stored else None),
         )
-        derived = Affine(dx, 0.0, x[0] - dx / 2, 0.0, dy, y[0] - dy / 2)
-        tol = 1e-6 * max(abs(dx), abs(dy))
+        derived = Affine(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2)
+        tol = max(1e-6 * max(abs(dx), abs(dy)), STORAGE_ULPS * max(ux, uy))
         if stored is not None and np.allclose(tuple(stored)[:6], tuple(derived)[:6], rtol=0, atol=tol):
             return stored
         return derived
@@ -371,21 +370,27 @@ def dataset_transform(ds: xr.Dataset, ydim: str = "y", xdim: str = "x") -> Affin
     )
 
 
-def _spacing(c: np.ndarray, dim: str, stored: float | None = None) -> float:
+def _spacing(coord: xr.DataArray, dim: str, stored: float | None = None) -> tuple[float, float, float]:
+    """``(step, first centre, storage ulp)`` of a regular 1-D coordinate.
+
+    Coordinates regular only to their storage precision (float32-rounded) give the fitted grid
+    (see :func:`sciSR.grid.regular_fit`).
+
+    Raises:
+        ValueError: A single coordinate without a stored transform, or irregular spacing.
+    """
+    c = np.asarray(coord.values, dtype=np.float64)
+    disk = np.dtype(coord.encoding.get("dtype", coord.dtype))
     if c.size < 2:
         if stored is not None:
-            return stored
+            return stored, float(c[0]), 0.0
         raise ValueError(
             f"cannot infer the cell size of '{dim}' from a single coordinate; set spatial_ref.GeoTransform"
         )
-    d = np.diff(c)
-    step = float((c[-1] - c[0]) / (c.size - 1))
-    if not np.allclose(d, step, rtol=1e-5, atol=1e-9 * max(1.0, abs(step))):
-        raise ValueError(
-            f"coordinate '{dim}' is irregularly spaced (steps {d.min():.6g}..{d.max():.6g}); "
-            f"a GeoTIFF needs a regular grid: regrid first"
-        )
-    return step
+    fit = regular_fit(c, disk)
+    if fit is None:
+        raise ValueError(f"{irregular_figures(dim, c, disk)}: a GeoTIFF needs a regular grid; regrid first")
+    return fit.step, fit.origin, storage_ulp(c, disk)
 
 
 def _is_global_lon(t: Affine, width: int, crs: Any) -> bool:

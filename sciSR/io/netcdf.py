@@ -1,10 +1,16 @@
-"""NetCDF/CF adapter (netCDF4 engine): CF decoding on read, fresh float encodings on write."""
+"""NetCDF/CF adapter (netCDF4 engine): CF decoding on read, fresh float encodings on write.
+
+Every access to the netCDF-C/HDF5 libraries (open, the truncation check, lazy reads of the
+opened variables, writes) holds :data:`sciSR.io.locks.NETCDF_LOCK`, so concurrent jobs in
+threads (``scisr batch``) never enter the libraries at the same time.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +18,8 @@ import numpy as np
 import xarray as xr
 
 from .base import Adapter, register_adapter
+from .locks import NETCDF_LOCK
+from .write_errors import disk_full_as_oserror
 
 
 @register_adapter
@@ -26,16 +34,45 @@ class NetCDFAdapter(Adapter):
     name = "netcdf"
     extensions = (".nc", ".nc4", ".cdf", ".netcdf")
 
-    def open(self, path: Path, **kw: Any) -> xr.Dataset:
+    def open(self, path: Path, lazy: bool = True, **kw: Any) -> xr.Dataset:
+        """Open lazily (metadata, and one value per variable to detect truncation).
+
+        Args:
+            path: The file.
+            lazy: Accepted for symmetry with the array adapters; NetCDF variables are always
+                read on first access.
+            **kw: Passed to ``xr.open_dataset`` (``chunks=`` for dask-backed variables...).
+        """
         kw.setdefault("engine", "netcdf4")
         kw.setdefault("mask_and_scale", True)
-        ds = open_with_time_fallback(xr.open_dataset, path, kw)
-        check_readable(ds, path)
+        if kw["engine"] == "netcdf4":
+            kw.setdefault("lock", NETCDF_LOCK)
+        with NETCDF_LOCK:
+            ds = open_with_time_fallback(xr.open_dataset, path, kw)
+            check_readable(ds, path)
         ds.attrs["scisr_format"] = self.name
         ds.encoding["source"] = str(path)
         return ds
 
+    def check_writable(
+        self, ds: xr.Dataset, variables: Any = None, dtype: Any = None, scale: int = 1
+    ) -> None:
+        """Refuse, before any computation, output NetCDF cannot store (float16)."""
+        from .capability import planned_outputs
+
+        bad = {p.name: str(p.dtype) for p in planned_outputs(ds, variables, dtype) if p.dtype == np.float16}
+        if bad:
+            raise ValueError(f"NetCDF cannot store float16 ({bad}); use dtype='float32' or write Zarr")
+
     def write(self, ds: xr.Dataset, path: Path, **kw: Any) -> None:
+        """Write NetCDF-4 (compressed 2-D+ numeric variables) under the netCDF lock.
+
+        Dask-backed variables are computed chunk by chunk in the writing thread.
+
+        Raises:
+            ValueError: float16 variables (NetCDF has no such type).
+            OSError: The disk is full (``ENOSPC``; the libraries only say "HDF error").
+        """
         ds = clean_for_write(ds, netcdf_attrs=True)
         bad = {str(n): str(v.dtype) for n, v in ds.variables.items() if v.dtype == np.float16}
         if bad:
@@ -48,25 +85,66 @@ class NetCDFAdapter(Adapter):
             for name, var in ds.data_vars.items():
                 if var.ndim >= 2 and var.dtype.kind in "fiu" and "zlib" not in var.encoding:
                     encoding.setdefault(name, {"zlib": True, "complevel": 4})
-        ds.to_netcdf(path, engine="netcdf4", format=fmt, encoding=encoding, **kw)
+        kw.pop("compute", None)
+        with disk_full_as_oserror(path), NETCDF_LOCK:
+            delayed = ds.to_netcdf(path, engine="netcdf4", format=fmt, encoding=encoding, compute=False, **kw)
+            delayed.compute(scheduler="synchronous")  # other threads never hold the lock meanwhile
+
+
+class UndecodedTimesWarning(UserWarning):
+    """Times that cannot be decoded to dates are kept as raw numbers (with their units attribute)."""
 
 
 def open_with_time_fallback(opener: Callable[..., xr.Dataset], path: Path, kw: dict[str, Any]) -> xr.Dataset:
-    """``opener(path, **kw)``, retried with ``decode_times=False`` (and a warning) when times cannot be
-    decoded (Ferret climatologies with year 0, unknown calendars)."""
+    """``opener(path, **kw)``, retried with ``decode_times=False`` when times cannot be decoded.
+
+    One :class:`UndecodedTimesWarning` says which variables keep raw numbers and why (year 0 in a
+    calendar without it, as in Ferret climatologies; an unknown calendar or unit).
+    """
     try:
         return opener(path, **kw)
     except (ValueError, OverflowError) as exc:
         if "decode_times" in kw or not _is_time_error(exc):
             raise
         ds = opener(path, decode_times=False, **kw)
-        warnings.warn(f"{path}: times left undecoded ({' '.join(str(exc).split())[:200]})", stacklevel=4)
+        warnings.warn(f"{path}: {undecoded_times_reason(ds, exc)}", UndecodedTimesWarning, stacklevel=4)
         return ds
 
 
 def _is_time_error(exc: BaseException) -> bool:
     msg = str(exc).lower()
     return any(k in msg for k in ("decode", "calendar", "time", "date", "year"))
+
+
+_SINCE = re.compile(r"^\s*\w+\s+since\s+([+-]?\d+)-", re.IGNORECASE)
+#: calendars without a year 0 (CF: the mixed Julian/Gregorian calendar and its aliases, and Julian)
+_NO_YEAR_ZERO = ("standard", "gregorian", "julian", "")
+
+
+def undecoded_times_reason(ds: xr.Dataset, exc: BaseException) -> str:
+    """One line naming the time variables kept as raw numbers and what stops their decoding."""
+    names: list[Hashable] = []
+    year0: list[tuple[Hashable, str, str]] = []
+    for name, var in ds.variables.items():
+        units = str(var.attrs.get("units", ""))
+        m = _SINCE.match(units)
+        if m is None:
+            continue
+        names.append(name)
+        cal = str(var.attrs.get("calendar", "")).strip().lower()
+        if int(m.group(1)) == 0 and cal in _NO_YEAR_ZERO:
+            year0.append((name, units, cal or "standard"))
+    if year0 and len(year0) == len(names):
+        which = ", ".join(repr(str(n)) for n, _, _ in year0)
+        name, units, cal = year0[0]
+        given = ds.variables[name].attrs.get("calendar")
+        cal_txt = f"the {cal} calendar" if given else "the standard calendar (CF default: no calendar given)"
+        return (
+            f"times {which} kept as raw numbers: units {units!r} start in year 0, which {cal_txt} "
+            f"does not have"
+        )
+    which = ", ".join(repr(str(n)) for n in names) or "of the file"
+    return f"times {which} kept as raw numbers: they cannot be decoded ({' '.join(str(exc).split())[:160]})"
 
 
 def check_readable(ds: xr.Dataset, path: Path) -> None:
@@ -96,7 +174,7 @@ def check_readable(ds: xr.Dataset, path: Path) -> None:
 def _check_classic_size(path: Path) -> None:
     import netCDF4
 
-    with netCDF4.Dataset(path) as nc:
+    with NETCDF_LOCK, netCDF4.Dataset(path) as nc:
         if not nc.data_model.startswith("NETCDF3"):
             return
         need = 0
@@ -144,3 +222,20 @@ def _clean_attrs(attrs: dict[str, Any], netcdf: bool) -> dict[str, Any]:
             v = json.dumps(list(v), default=str) if not all(isinstance(t, str) for t in v) else ", ".join(v)
         out[k] = v
     return out
+
+
+def read_source_variables(source: str | Path, names: list[str]) -> dict[str, xr.Variable]:
+    """Variables ``names`` (those present) of the NetCDF or Zarr file ``source``, loaded.
+
+    Used to reach the parent Dataset of a DataArray (its coordinate bounds). Returns an empty
+    dict when the file cannot be read.
+    """
+    p = Path(source)
+    try:
+        if p.is_dir():
+            with xr.open_zarr(p, decode_times=False, consolidated=None) as f:
+                return {n: f.variables[n].load().copy() for n in names if n in f.variables}
+        with NETCDF_LOCK, xr.open_dataset(p, engine="netcdf4", decode_times=False, lock=NETCDF_LOCK) as f:
+            return {n: f.variables[n].load().copy() for n in names if n in f.variables}
+    except Exception:  # the parent is unreachable: the caller goes on without it
+        return {}

@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from ..grid import Grid, no_spatial_dims_error
+from .packing import Packing, pack, pack_dtype
 
 if TYPE_CHECKING:
     from ..normalize import Normalizer
@@ -74,6 +75,8 @@ def downscale_dataset(
             dims, irregular spacing without bounds, all-NaN data.
     """
     selected = select_variables(ds, variables, spatial_dims_of)
+    ds = with_source_bounds(ds, {d for dims in selected.values() for d in dims})
+    check_memory(ds, selected, pipe, scale, dtype)
     grids = {dims: Grid(ds, *dims) for dims in dict.fromkeys(selected.values())}
     refined: dict[Hashable, xr.Variable] = {}
     for grid in grids.values():
@@ -103,6 +106,9 @@ def downscale_dataset(
             data_vars[name] = copy_variable(var.variable)
         else:
             dropped.append(str(name))
+    for name, var in refined.items():  # bounds computed for the refined grid (Gaussian edges)
+        if name not in ds.variables:
+            data_vars[name] = var
     coords: dict[Hashable, xr.Variable] = {}
     for name, c in ds.coords.items():
         if name in refined:
@@ -127,6 +133,118 @@ def downscale_dataset(
     if "unlimited_dims" in ds.encoding:
         out.encoding["unlimited_dims"] = set(ds.encoding["unlimited_dims"]) - spatial
     return out
+
+
+def with_source_bounds(ds: xr.Dataset, dims: set[str]) -> xr.Dataset:
+    """``ds`` with the CF bounds its spatial coordinates name but lack, read from the source file.
+
+    A DataArray taken from a Dataset (``ds.tas``) keeps its coordinates' ``bounds`` attribute
+    but not the bounds variable; when the file it was read from is reachable
+    (``encoding["source"]``) and its coordinate values are found there, the bounds rows for them
+    are taken from the file. Otherwise ``ds`` is returned unchanged.
+    """
+    from .netcdf import read_source_variables
+
+    wanted: dict[str, str] = {}
+    for d in dims:
+        c = ds.variables.get(d)
+        if c is None or c.ndim != 1:
+            continue
+        name = c.attrs.get("bounds") or c.encoding.get("bounds")
+        if name and str(name) not in ds.variables:
+            wanted[d] = str(name)
+    if not wanted:
+        return ds
+    sources = [ds.encoding.get("source")] + [ds.variables[d].encoding.get("source") for d in wanted]
+    source = next((src for src in sources if src), None)
+    if source is None:
+        return ds
+    found = read_source_variables(source, [*wanted, *wanted.values()])
+    extra = {}
+    for d, name in wanted.items():
+        if d not in found or name not in found or found[name].ndim != 2 or d not in found[name].dims:
+            continue
+        have = np.asarray(found[d].values, dtype=np.float64)
+        want = np.asarray(ds.variables[d].values, dtype=np.float64)
+        order = np.argsort(have)
+        pos = np.clip(np.searchsorted(have[order], want), 0, have.size - 1)
+        idx = order[pos]
+        if not np.array_equal(have[idx], want):
+            continue
+        b = found[name].transpose(d, ...)
+        extra[name] = xr.Variable(b.dims, np.asarray(b.values)[idx], b.attrs)
+    return ds.assign(extra) if extra else ds
+
+
+def check_memory(
+    ds: xr.Dataset, selected: dict[Hashable, tuple[str, str]], pipe: Pipeline, scale: int, dtype: Any
+) -> None:
+    """Refuse (before reading) a call whose estimated peak memory exceeds what is available.
+
+    Eager variables are read and kept whole (inputs and outputs add up); dask-backed ones are
+    computed chunk by chunk, as many chunks at once as dask has workers.
+
+    Raises:
+        sciSR.io.memory.InsufficientMemoryError: The figures and the fixes in one line.
+    """
+    from . import memory
+
+    c = max(1, int(pipe.in_channels))
+
+    def need_at(k: int) -> memory.Need:
+        total = memory.Need()
+        batch_hr = 0
+        for name, dims in selected.items():
+            var = ds[name]
+            h, w = var.sizes[dims[0]], var.sizes[dims[1]]
+            loop = [d for d in var.dims if d not in dims]
+            per_item = max(1, c * h * w * k * k * 4)
+            out_size = output_dtype(var.dtype, dtype).itemsize
+            work = 8 if var.dtype == np.float64 else 4
+            if var.chunks is not None:
+                chunk_items = int(np.prod([max(var.chunksizes[d]) for d in loop], dtype=np.int64))
+                n_chunks = int(np.prod([len(var.chunksizes[d]) for d in loop], dtype=np.int64))
+                workers = min(n_chunks, _dask_workers())
+                one = memory.variable_need(chunk_items * h * w, chunk_items * h * w, k, work, out_size, work)
+                total = total + memory.Need(0.0, 0.0, workers * one.total)
+                batch_hr = max(batch_hr, chunk_items * h * w * k * k)
+                continue
+            step = max(1, _EAGER_BATCH_BYTES // per_item)
+            items = int(var.size // max(1, h * w))
+            batch = min(step * c, items) * h * w
+            total = total + memory.variable_need(int(var.size), batch, k, var.dtype.itemsize, out_size, work)
+            batch_hr = max(batch_hr, batch * k * k)
+        total.work += memory.model_working_set(pipe, batch_hr)
+        return total
+
+    need = need_at(scale)
+    if need.total <= memory.available_bytes():
+        return
+    fixes = [memory.scale_fix(need_at, scale)]
+    for name, dims in selected.items():
+        var = ds[name]
+        loop = [str(d) for d in var.dims if d not in dims]
+        if var.chunks is None and loop and int(np.prod([var.sizes[d] for d in loop])) > 1:
+            d0 = loop[0]
+            fixes.append(
+                f"stream the {d0} steps: open with chunks={{'{d0}': 1}} (dask computes them one by one "
+                f"into a NetCDF/Zarr output), or select fewer (ds.isel({d0}=slice(0, n)))"
+            )
+        fixes.append(f"downscale a spatial subset (ds.isel({dims[0]}=slice(...), {dims[1]}=slice(...)))")
+    names = ", ".join(map(str, selected))
+    memory.check(need, f"downscaling {names} ×{scale}", [f for f in fixes if f])
+
+
+def _dask_workers() -> int:
+    import os
+
+    try:
+        import dask
+
+        n = dask.config.get("num_workers", None)
+    except ImportError:  # pragma: no cover - dask is a dependency
+        n = None
+    return int(n or os.cpu_count() or 1)
 
 
 def select_variables(
@@ -279,17 +397,22 @@ def downscale_variable(
     src = np.dtype(v.dtype)
     work = np.float64 if src == np.float64 else np.float32
     nlead = len(loop)
+    packing = pack_dtype(var.encoding, src, dtype)
+    cast = _caster(src, dtype, packing)
+    out_dt = packing.dtype if packing is not None else output_dtype(src, dtype)
     if _is_dask(v.data):
-        data, normalizers = _run_dask(v.data, pipe, scale, work, src, dtype, periodic_x, nlead, c, var.name)
+        data, normalizers = _run_dask(v.data, pipe, scale, work, cast, out_dt, periodic_x, nlead, c, var.name)
     else:
         data, normalizers = _run_eager(
-            np.asarray(v.values), pipe, scale, work, src, dtype, periodic_x, nlead, c, var.name
+            np.asarray(v.values), pipe, scale, work, cast, periodic_x, nlead, c, var.name
         )
     attrs = {k: val for k, val in var.attrs.items() if not INVALIDATED_ATTRS.match(str(k).lower())}
     attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
     attrs.update(norm_attrs(normalizers))
     encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}
-    if np.dtype(data.dtype).kind == "f":
+    if packing is not None:
+        attrs.update(packing.attrs())
+    elif np.dtype(data.dtype).kind == "f":
         encoding["_FillValue"] = np.dtype(data.dtype).type(np.nan)
     out = xr.Variable(order, data, attrs, encoding)
     return out.transpose(*var.dims)
@@ -333,20 +456,26 @@ def _from_block(y: np.ndarray, lead: tuple[int, ...], c: int) -> np.ndarray:
     return y.reshape(shape)
 
 
+def _caster(src: np.dtype, dtype: Any, packing: Packing | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The output cast: CF re-packing for ``dtype="source"`` of packed data, else ``cast_output``."""
+    from ..dtypes import cast_output
+
+    if packing is not None:
+        return lambda y: pack(y, packing)
+    return lambda y: cast_output(y, src, dtype)
+
+
 def _run_eager(
     a: np.ndarray,
     pipe: Pipeline,
     scale: int,
     work: type,
-    src: np.dtype,
-    dtype: Any,
+    cast: Callable[[np.ndarray], np.ndarray],
     periodic_x: bool,
     nlead: int,
     c: int,
     name: Hashable,
 ) -> tuple[np.ndarray, list[Normalizer]]:
-    from ..dtypes import cast_output
-
     a = a.astype(work, copy=False)
     block = _to_block(a, nlead, c)
     if not np.isfinite(block).any():
@@ -361,7 +490,7 @@ def _run_eager(
     ]
     y = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
     lead = a.shape[:nlead]
-    return cast_output(_from_block(y, lead, c), src, dtype), normalizers
+    return cast(_from_block(y, lead, c)), normalizers
 
 
 def _run_dask(
@@ -369,8 +498,8 @@ def _run_dask(
     pipe: Pipeline,
     scale: int,
     work: type,
-    src: np.dtype,
-    dtype: Any,
+    cast: Callable[[np.ndarray], np.ndarray],
+    out_dt: np.dtype,
     periodic_x: bool,
     nlead: int,
     c: int,
@@ -378,19 +507,16 @@ def _run_dask(
 ) -> tuple[Any, list[Normalizer]]:
     import dask.array as dsa
 
-    from ..dtypes import cast_output
-
     a = a.astype(work)
     core = {i: -1 for i in range(nlead, a.ndim)}  # spatial (and channel) axes in one chunk
     a = a.rechunk(core)
     normalizers = fit_dask(pipe, a, nlead, c, name)
     c_out = _model_out_channels(pipe, c)
-    out_dt = output_dtype(src, dtype)
 
     def run_block(block: np.ndarray) -> np.ndarray:
         lead = block.shape[:nlead]
         y = pipe.run(_to_block(block, nlead, c), normalizers, periodic_x=periodic_x, desc=str(name))
-        return cast_output(_from_block(y, lead, c), src, dtype)
+        return cast(_from_block(y, lead, c))
 
     chunks = [
         *a.chunks[:nlead],

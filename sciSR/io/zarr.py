@@ -1,12 +1,15 @@
 """Zarr adapter (zarr v3 through xarray): lazy dask-backed reads, chunked writes.
 
 Output chunks hold whole spatial slices (the model needs them) and group loop dims (time, level)
-up to about 16 MB per chunk.
+up to about 16 MB per chunk. Stores are written with consolidated metadata, as ``xr.open_zarr``
+expects by default (no fallback warning on reading back); zarr-python's warning that
+consolidated metadata is not yet part of the Zarr v3 specification is not shown.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +67,10 @@ class ZarrAdapter(Adapter):
             if var.chunks is not None:
                 ds[name] = ds[name].chunk(dict(zip(var.dims, chunks)))
             ds.variables[name].encoding["chunks"] = chunks
-        kw.setdefault("consolidated", False)
-        ds.to_zarr(path, mode="w", zarr_format=3, **kw)
+        kw.setdefault("consolidated", True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Consolidated metadata is currently not part")
+            ds.to_zarr(path, mode="w", zarr_format=3, **kw)
 
 
 def has_consolidated_metadata(path: Path) -> bool:

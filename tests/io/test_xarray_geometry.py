@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import xarray as xr
 
 import sciSR
 from sciSR.api import downscale_array
-from sciSR.grid import refine_linear
 
-from .conftest import rot2geo
+from .conftest import POOL, rot2geo
 
 
 def test_rotated_pole_2d_coords_recomputed_from_projection(rotated, tmp_path):
@@ -32,13 +33,25 @@ def test_rotated_pole_2d_coords_recomputed_from_projection(rotated, tmp_path):
 
 
 def test_2d_coords_interpolated_without_projection(rotated):
+    from pyproj import CRS, Transformer
+    from scipy.interpolate import RegularGridInterpolator
+
     ds = rotated.drop_vars("rotated_pole")
     ds["tas"].attrs.pop("grid_mapping")
     out = sciSR.downscale(ds, model="bicubic", scale=2)
-    expect = refine_linear(refine_linear(ds.lat.values, 2, 0), 2, 1)
-    np.testing.assert_allclose(out.lat.values, expect)
-    # close to, but not exactly, the projected truth
-    _, lat = rot2geo(*np.meshgrid(out.rlon.values, out.rlat.values), pole_lon=-162.0, pole_lat=39.25)
+    # independent: bilinear in index space at the sub-cell centres (i + 0.5)/2 - 0.5, extrapolated
+    ny, nx = ds.lat.shape
+    interp = RegularGridInterpolator(
+        (np.arange(ny), np.arange(nx)), ds.lat.values, method="linear", bounds_error=False, fill_value=None
+    )
+    yy, xx = np.meshgrid(
+        (np.arange(2 * ny) + 0.5) / 2 - 0.5, (np.arange(2 * nx) + 0.5) / 2 - 0.5, indexing="ij"
+    )
+    np.testing.assert_allclose(out.lat.values, interp(np.stack([yy, xx], axis=-1)), atol=1e-12)
+    # close to, but not exactly, the projected truth (pyproj directly)
+    crs = CRS.from_cf(dict(rotated.rotated_pole.attrs))
+    to_geo = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    _, lat = to_geo.transform(*np.meshgrid(out.rlon.values, out.rlat.values))
     assert 0 < np.abs(out.lat.values - lat).max() < 0.01
 
 
@@ -52,11 +65,48 @@ def test_dims_without_coords():
     np.testing.assert_allclose(out.v.values, downscale_array(data, "bicubic", 2), rtol=1e-6)
 
 
-def test_gaussian_dataarray_without_bounds_explains(tas):
-    with pytest.raises(
-        ValueError, match=r"irregularly spaced.*downscale the Dataset rather than a DataArray"
-    ):
-        sciSR.downscale(tas.tas, model="bicubic", scale=2)
+def test_gaussian_dataarray_takes_bounds_from_its_file(tas):
+    whole = sciSR.downscale(tas, model="bicubic", scale=2)
+    da = sciSR.downscale(tas.tas, model="bicubic", scale=2)
+    assert "lat_bnds" not in tas.tas.coords  # the DataArray has no bounds of its own
+    np.testing.assert_array_equal(da.lat.values, whole.lat.values)
+    np.testing.assert_array_equal(da.values, whole.tas.values)
+
+
+def _gauss_midpoints(lat, s):
+    """Sub-cell centres of Gaussian latitudes from numpy's Gauss-Legendre weights (independent)."""
+    x, w = np.polynomial.legendre.leggauss(lat.size)
+    assert np.abs(np.degrees(np.arcsin(x)) - np.sort(lat)).max() < 1e-4
+    edges = np.degrees(np.arcsin(np.clip(np.concatenate([[-1.0], np.cumsum(w) - 1.0]), -1, 1)))
+    sub = np.concatenate([np.linspace(a, b, s + 1)[:-1] for a, b in itertools.pairwise(edges)] + [[90.0]])
+    mid = (sub[:-1] + sub[1:]) / 2
+    return mid if lat[0] < lat[-1] else mid[::-1]
+
+
+def test_gaussian_dataarray_without_its_file_uses_quadrature_edges(tas):
+    da = tas.tas.load().copy()
+    da.encoding.pop("source", None)
+    for c in da.coords.values():
+        c.encoding.pop("source", None)
+    out = sciSR.downscale(da, model="bicubic", scale=3)
+    np.testing.assert_allclose(out.lat.values, _gauss_midpoints(tas.lat.values, 3), atol=1e-9)
+    # close to the result with the file's own (midpoint) bounds, which differ most at the poles
+    assert np.abs(out.lat.values - sciSR.downscale(tas, model="bicubic", scale=3).lat.values).max() < 0.07
+
+
+def test_pool_gaussian_file_without_bounds(tmp_path):
+    path = POOL / "climate" / "rectilinear_grid_3D.nc"
+    if not path.exists():
+        pytest.skip("training pool not fetched (tools/fetch-training-pool.sh)")
+    ds = sciSR.open(path).isel(lev=[0, 5])
+    assert "lat_bnds" not in ds.variables and ds.lat.values[0] > ds.lat.values[-1]
+    out = sciSR.downscale(ds, model="bicubic", scale=2, variables="t")
+    np.testing.assert_allclose(out.lat.values, _gauss_midpoints(ds.lat.values, 2), atol=1e-9)
+    assert out.lat.attrs["bounds"] == "lat_bnds" and out.lat_bnds.shape == (192, 2)
+    sciSR.write(out, tmp_path / "t_x2.nc")
+    again = sciSR.downscale(tmp_path / "t_x2.nc", model="bicubic", scale=2)  # refined grid keeps its edges
+    assert again.t.shape == (1, 2, 384, 768)
+    np.testing.assert_allclose(again.lat.values, again.lat_bnds.values.mean(axis=1), atol=1e-9)
 
 
 def test_index_grid_with_other_names_needs_spatial_dims():

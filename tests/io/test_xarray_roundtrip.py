@@ -27,10 +27,13 @@ def test_roundtrip_cmip5_sample(tas, tas_path, tmp_path, ext):
     try:
         assert back.tas.shape == (3, 96 * s, 192 * s)
         assert back.tas.dtype == np.float32
-        # 1-D coords: the DESIGN §4 formula on lon (regular); Gaussian lat split within its bounds
+        # 1-D coords: the DESIGN §4 formula on lon (regular); Gaussian lat split within its bounds,
+        # every sub-cell centre in the middle of its new bounds (pole rows included)
         lon = tas.lon.values
         np.testing.assert_allclose(back.lon.values, (lon[:, None] + (np.arange(s) - 0.5) * 1.875 / s).ravel())
-        np.testing.assert_allclose(back.lat.values.reshape(-1, s).mean(axis=1), tas.lat.values, atol=1e-10)
+        np.testing.assert_allclose(back.lat.values, back.lat_bnds.values.mean(axis=1), atol=1e-12)
+        mid = tas.lat_bnds.values.mean(axis=1)
+        np.testing.assert_allclose(back.lat.values.reshape(-1, s).mean(axis=1), mid, atol=1e-12)
         for name in ("lat_bnds", "lon_bnds"):
             old, new = tas[name].values, back[name].values
             assert new[0, 0] == old[0, 0] and new[-1, 1] == old[-1, 1]  # extent unchanged
