@@ -20,6 +20,8 @@ from torch import nn
 from .tiling import Tiler, Window
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``precision="auto"`` uses bf16 only when at least this share of the work runs in bf16.
+MIN_REDUCED_SHARE = 0.9
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -73,6 +75,13 @@ def resolve_precision(precision: str | None, device: torch.device, learned: bool
     if p == "fp16" and device.type == "cpu":
         raise ValueError("precision 'fp16' is for GPUs; on the CPU use 'bf16' or 'fp32'")
     return p
+
+
+def reduced_share(model: nn.Module, in_channels: int, scale: int) -> float:
+    """Share of ``model``'s multiply-accumulates that bf16 autocast would run in bf16."""
+    from .precision import profile_model
+
+    return profile_model(model, in_channels, scale).reduced_fraction
 
 
 def set_cpu_threads() -> int:
@@ -171,13 +180,24 @@ class Engine:
         precision: str | None = "auto",
         batch_size: int | None = None,
         progress: bool | None = None,
+        in_channels: int = 1,
+        scale: int = 1,
     ) -> Engine:
+        """Engine for ``model`` with concrete device and precision.
+
+        ``precision="auto"`` runs bf16 autocast where the hardware is fast at it and at least
+        :data:`MIN_REDUCED_SHARE` of the network's multiply-accumulates would run in bf16 (the
+        image-space layers stay fp32, see :mod:`sciSR.precision`); fp32 otherwise.
+        """
         dev = resolve_device(device)
         learned = any(True for _ in model.parameters())
         prec = resolve_precision(precision, dev, learned)
+        auto = precision is None or str(precision).lower() == "auto"
+        if auto and prec != "fp32" and reduced_share(model, in_channels, scale) < MIN_REDUCED_SHARE:
+            prec = "fp32"  # too little of the work would run in bf16 to pay for the casts
         if prec != "fp32" and not getattr(model, "reduced_precision", True):
             name = getattr(model, "registry_name", type(model).__name__)
-            if precision is not None and str(precision).lower() != "auto":
+            if not auto:
                 raise ValueError(
                     f"{name} runs in fp32 only (it has no reduced-precision kernels); "
                     f"use precision='fp32' or 'auto'"

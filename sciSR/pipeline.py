@@ -186,7 +186,7 @@ class Pipeline:
                 stacklevel=3,
             )
         blend = blend or ("crop" if equivariant else "hann")
-        engine = Engine.create(net, device, precision, batch_size, progress)
+        engine = Engine.create(net, device, precision, batch_size, progress, model_in_channels(net), scale)
         net = engine.prepare(net, model_in_channels(net), scale)
         if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
             raise ValueError(

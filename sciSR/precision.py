@@ -43,6 +43,17 @@ def _channels(m: nn.Module) -> tuple[int, int]:
     return m.in_channels, m.out_channels
 
 
+def _macs(mod: nn.Module, x: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one call of a convolution or linear layer."""
+    if isinstance(mod, nn.Linear):
+        return out.numel() * mod.in_features
+    if isinstance(mod, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        k = int(torch.tensor(mod.kernel_size).prod())
+        return x.numel() * (mod.out_channels // mod.groups) * k
+    k = int(torch.tensor(mod.kernel_size).prod())
+    return out.numel() * (mod.in_channels // mod.groups) * k
+
+
 @dataclass(frozen=True)
 class ModelProfile:
     """What one traced forward pass tells about a network's structure.
@@ -53,11 +64,14 @@ class ModelProfile:
         activation_bytes_per_px: Largest single activation per LR input pixel, in bytes at fp32
             (sizes the tiles, see :func:`sciSR.engine.auto_tile_size`).
         out_channels: Channels of the output.
+        reduced_fraction: Share of the multiply-accumulates (convolution and linear layers) that
+            run in reduced precision once the image-space layers are kept in fp32.
     """
 
     fp32_layers: tuple[str, ...]
     activation_bytes_per_px: float
     out_channels: int
+    reduced_fraction: float = 1.0
 
 
 _PROFILES: OrderedDict[str, ModelProfile] = OrderedDict()
@@ -112,7 +126,7 @@ def profile_model(model: nn.Module, in_channels: int, scale: int, probe: int = 1
             return hit
     mult = int(getattr(model, "size_multiple", 1) or 1)
     probe = -(-probe // mult) * mult
-    calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    calls: list[tuple[str, nn.Module, tuple[int, ...], int]] = []
     peak = [0]
     names = {id(m): n for n, m in model.named_modules()}
 
@@ -120,8 +134,8 @@ def profile_model(model: nn.Module, in_channels: int, scale: int, probe: int = 1
         if isinstance(out, torch.Tensor):
             peak[0] = max(peak[0], out.numel())
         x = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        if x is not None and isinstance(mod, AUTOCAST_LAYERS):
-            calls.append((names[id(mod)], mod, tuple(x.shape)))
+        if x is not None and isinstance(mod, AUTOCAST_LAYERS) and isinstance(out, torch.Tensor):
+            calls.append((names[id(mod)], mod, tuple(x.shape), _macs(mod, x, out)))
 
     leaves = [m for m in model.modules() if not list(m.children()) or isinstance(m, AUTOCAST_LAYERS)]
     handles = [m.register_forward_hook(hook) for m in leaves]
@@ -139,7 +153,7 @@ def profile_model(model: nn.Module, in_channels: int, scale: int, probe: int = 1
     shuffled = {c_out * r * r for r in range(1, max(int(scale), 1) + 1)}
     keep: list[str] = []
     convs = []
-    for name, mod, xs in calls:
+    for name, mod, xs, _ in calls:
         if isinstance(mod, nn.Linear):
             continue
         convs.append(name)
@@ -150,7 +164,11 @@ def profile_model(model: nn.Module, in_channels: int, scale: int, probe: int = 1
             keep.append(name)
     if convs and convs[-1] not in keep:
         keep.append(convs[-1])
-    prof = ModelProfile(tuple(keep), 4.0 * max(peak[0], 1) / (probe * probe), c_out)
+    total = sum(c[3] for c in calls)
+    reduced = sum(c[3] for c in calls if c[0] not in keep)
+    prof = ModelProfile(
+        tuple(keep), 4.0 * max(peak[0], 1) / (probe * probe), c_out, reduced / total if total else 0.0
+    )
     with _PROFILES_LOCK:
         _PROFILES[key] = prof
         while len(_PROFILES) > _PROFILES_MAX:

@@ -44,10 +44,14 @@ def test_leading_dims_are_looped_and_nan_mask_is_carried_exactly() -> None:
     np.testing.assert_array_equal(np.isnan(hr), expected)
 
 
-def test_torch_tensor_in_tensor_out() -> None:
-    t = torch.rand(1, 9, 11)
+def test_torch_tensor_in_tensor_out_with_the_array_values() -> None:
+    t = torch.rand(2, 9, 11, dtype=torch.float64)
     y = sciSR.downscale(t, model="bilinear", scale=3)
-    assert isinstance(y, torch.Tensor) and y.shape == (1, 27, 33)
+    assert isinstance(y, torch.Tensor) and y.shape == (2, 27, 33) and y.device == t.device
+    assert y.dtype == torch.float32
+    np.testing.assert_array_equal(y.numpy(), sciSR.downscale(t.numpy(), model="bilinear", scale=3))
+    ref = torch.nn.functional.interpolate(t[:, None].float(), scale_factor=3, mode="bilinear")[:, 0]
+    torch.testing.assert_close(y, ref, atol=1e-6, rtol=0)
 
 
 def test_integer_input_converts_and_restores_on_request() -> None:
@@ -69,24 +73,62 @@ def test_learned_model_module_with_zscore_norm_and_tiles() -> None:
     np.testing.assert_allclose(a, b, atol=1e-3)  # physical units (K): 1e-4 relative
 
 
-def test_multichannel_model_uses_axis_minus_3() -> None:
+def test_multichannel_model_uses_axis_minus_3_and_keeps_channel_order() -> None:
     torch.manual_seed(0)
     m = sciSR.create_model(
         "edsr_baseline", scale=2, in_channels=4, pretrained=False, n_resblocks=1, n_feats=8
     )
     x = np.random.default_rng(4).random((3, 4, 10, 12)).astype(np.float32)
-    assert sciSR.downscale(x, model=m, scale=2, precision="fp32").shape == (3, 4, 20, 24)
+    y = sciSR.downscale(x, model=m, scale=2, precision="fp32", norm=None)
+    assert y.shape == (3, 4, 20, 24)
+    with torch.no_grad():
+        ref = m.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+    # reversing the bands changes the result: channels are not pooled or re-ordered
+    perm = sciSR.downscale(x[:, ::-1].copy(), model=m, scale=2, precision="fp32", norm=None)
+    assert not np.allclose(perm, y)
+    # statistics are per channel: an offset on one band changes only that band's normalization,
+    # and under minmax the other bands come out unchanged
+    shifted = x.copy()
+    shifted[:, 2] += 100.0
+    a = sciSR.downscale(x, model=m, scale=2, precision="fp32", norm="minmax")
+    b = sciSR.downscale(shifted, model=m, scale=2, precision="fp32", norm="minmax")
+    np.testing.assert_allclose(b[:, 2] - 100.0, a[:, 2], atol=1e-3)
+    np.testing.assert_allclose(b[:, [0, 1, 3]], a[:, [0, 1, 3]], atol=1e-5)
     with pytest.raises(ValueError, match="4 channels on axis -3"):
         sciSR.downscale(x[:, :3], model=m, scale=2)
 
 
-def test_auto_precision_is_close_to_fp32() -> None:
-    torch.manual_seed(0)
-    m = sciSR.create_model("rcan", scale=2, pretrained=False, **sciSR.models.get_entry("rcan").tiny)
-    x = np.random.default_rng(5).random((24, 24)).astype(np.float32)
-    a = sciSR.downscale(x, model=m, scale=2, precision="auto")
-    b = sciSR.downscale(x, model=m, scale=2, precision="fp32")
-    assert sciSR.metrics.psnr(a, b) > 35
+def test_identity_module_gets_the_pipelines_scale_error() -> None:
+    with pytest.raises(ValueError, match="expected ×2"):
+        sciSR.downscale(np.zeros((6, 6), np.float32), model=torch.nn.Identity(), scale=2)
+
+
+def test_numpy_integer_scale_is_accepted() -> None:
+    x = np.random.default_rng(3).random((6, 7))
+    np.testing.assert_array_equal(
+        sciSR.downscale(x, model="bicubic", scale=np.int64(2)), sciSR.downscale(x, model="bicubic", scale=2)
+    )
+
+
+def test_non_finite_model_output_fails_instead_of_writing_nan() -> None:
+    m = sciSR.create_model("espcn", scale=2, pretrained=False)
+    with torch.no_grad():
+        m.body[0].weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN/inf on \d+ of \d+ valid output cells"):
+        sciSR.downscale(np.random.default_rng(0).random((8, 8)), model=m, scale=2, precision="fp32")
+
+
+def test_clip_limits_output_to_the_input_range() -> None:
+    x = np.zeros((16, 16), np.float32)
+    x[:, 8:] = 1.0  # a step: bicubic over- and undershoots next to it
+    free = sciSR.downscale(x, model="bicubic", scale=4)
+    assert free.min() < 0 and free.max() > 1
+    clipped = sciSR.downscale(x, model="bicubic", scale=4, clip=True)
+    assert clipped.min() == 0 and clipped.max() == 1
+    np.testing.assert_array_equal(clipped, np.clip(free, 0, 1))
+    with pytest.raises(ValueError, match="clip must be"):
+        sciSR.downscale(x, model="bicubic", scale=4, clip="yes")
 
 
 @pytest.mark.parametrize(
