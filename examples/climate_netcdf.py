@@ -6,6 +6,7 @@ Run:  python examples/climate_netcdf.py [OUTDIR]
 import sys
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 import sciSR
@@ -21,7 +22,18 @@ sciSR.write(hr, out / "tas_x4.nc")
 sciSR.write(hr, out / "tas_x4.zarr")
 
 back = sciSR.open(out / "tas_x4.nc")
-print("lat spacing:", float(ds.lat[1] - ds.lat[0]), "->", float(back.lat[1] - back.lat[0]))
+print("lon spacing:", float(ds.lon[1] - ds.lon[0]), "->", float(back.lon[1] - back.lon[0]))
+# Gaussian latitudes are irregular: each cell is split into 4 equal parts of its bounds, and every
+# new centre sits in the middle of its part, so the bounds still span -90 … 90
+old_b, new_b = ds.lat_bnds.values, back.lat_bnds.values.reshape(-1, 4, 2)
+parts = old_b[:, :1] + (old_b[:, 1:] - old_b[:, :1]) * np.arange(5) / 4  # 5 edges per old cell
+split = np.stack([parts[:, :4], parts[:, 1:]], axis=-1)  # (cells, 4 sub-cells, lower/upper)
+print("sub-cells split each Gaussian cell in 4:", bool(np.allclose(new_b, split)))
+print(
+    "centres in the middle of their bounds:",
+    bool(np.allclose(back.lat, back.lat_bnds.mean(back.lat_bnds.dims[1]))),
+)
+print("extent kept:", float(back.lat_bnds.min()), float(back.lat_bnds.max()))
 print("history:", back.attrs["history"].splitlines()[-1])
 
 import matplotlib  # noqa: E402

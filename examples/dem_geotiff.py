@@ -21,4 +21,4 @@ sciSR.downscale(src, model="espcn", scale=4, out=out / "etopo5_alps_x4.tif")
 with rasterio.open(src) as a, rasterio.open(out / "etopo5_alps_x4.tif") as b:
     print("size:", (a.height, a.width), "->", (b.height, b.width))
     print("CRS kept:", a.crs == b.crs, "| bounds kept:", a.bounds == b.bounds)
-    print("transform rule T·scale(1/4):", b.transform == a.transform * Affine.scale(1 / 4))
+    print("transform rule T·scale(1/4):", b.transform == a.transform @ Affine.scale(1 / 4))

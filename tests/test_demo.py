@@ -113,13 +113,13 @@ def test_whole_file_outputs_are_on_the_refined_grid(demo) -> None:
         stem, ext = _stem(name)
         assert (out / f"{stem}_x{s}{ext}").exists(), name
 
-    # CF grids: every old centre is the mean of its s sub-cell centres, the extent is unchanged
-    for name, (y, x) in {
-        "cmip5_tas_mpi-esm-lr_2005.nc": ("lat", "lon"),
+    # CF grids: on a regular axis every old centre is the mean of its s sub-cell centres
+    for name, dims in {
+        "cmip5_tas_mpi-esm-lr_2005.nc": ("lon",),
         "coads_sst_climatology.nc": ("COADSY", "COADSX"),
     }.items():
         a, b = sciSR.open(sample_path(name)), sciSR.open(out / f"{_stem(name)[0]}_x{s}.nc")
-        for dim in (y, x):
+        for dim in dims:
             old, new = a[dim].values, b[dim].values
             assert new.size == s * old.size
             np.testing.assert_allclose(new.reshape(-1, s).mean(axis=1), old, atol=1e-9)
@@ -127,13 +127,16 @@ def test_whole_file_outputs_are_on_the_refined_grid(demo) -> None:
         var = next(v for v in b.data_vars if a[v].ndim == 3)
         old_nan = np.isnan(a[var].values)
         np.testing.assert_array_equal(np.isnan(b[var].values), old_nan.repeat(s, -2).repeat(s, -1))
-    a, b = (
-        sciSR.open(sample_path("cmip5_tas_mpi-esm-lr_2005.nc")),
-        sciSR.open(out / f"cmip5_tas_mpi-esm-lr_2005_x{s}.nc"),
-    )
-    assert float(b.lat_bnds.min()) == float(a.lat_bnds.min()) and float(b.lat_bnds.max()) == float(
-        a.lat_bnds.max()
-    )
+    # Gaussian latitudes (irregular, with bounds): each cell's bounds split into s equal parts,
+    # every new centre in the middle of its part
+    a = sciSR.open(sample_path("cmip5_tas_mpi-esm-lr_2005.nc"))
+    b = sciSR.open(out / f"cmip5_tas_mpi-esm-lr_2005_x{s}.nc")
+    lo, hi = a.lat_bnds.values[:, :1], a.lat_bnds.values[:, 1:]
+    edges = lo + (hi - lo) * np.arange(s + 1) / s
+    new_b = b.lat_bnds.values.reshape(-1, s, 2)
+    np.testing.assert_allclose(new_b[..., 0], edges[:, :-1], atol=1e-9)
+    np.testing.assert_allclose(new_b[..., 1], edges[:, 1:], atol=1e-9)
+    np.testing.assert_allclose(b.lat.values, b.lat_bnds.values.mean(axis=1), atol=1e-9)
 
     with (
         rasterio.open(sample_path("etopo5_alps.tif")) as ra,

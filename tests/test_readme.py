@@ -1,7 +1,8 @@
-"""README.md examples run as pasted in an empty folder and print what their comments promise.
+"""README.md and docs/ examples run as pasted in an empty folder and print what their comments promise.
 
-Every ```python block runs on its own in a fresh temporary directory (a new interpreter, so each
-block must import and define everything it uses). A ``print(...)  # VALUE`` line whose comment
+Every ```python block of README.md, docs/formats.md and docs/design.md runs on its own in a
+fresh temporary directory (a new interpreter, so each block must import and define everything
+it uses). A ``print(...)  # VALUE`` line whose comment
 starts like a literal (digit, bracket, quote, ``None``/``True``/``False``) must find ``VALUE``
 in the block's output (up to a trailing ``...``). The command-line quickstart's first line runs in
 ``bash``; its ``scisr`` lines run through the console script's entry point in this process (one
@@ -19,13 +20,18 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = (README, ROOT / "docs" / "formats.md", ROOT / "docs" / "design.md")
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```", re.M | re.S)
 EXPECT = re.compile(r"^\s*print\(.*\)\s+#\s*((?:[\d(\['\"-]|None|True|False).*?)\s*$")
 
 
-def blocks(lang: str) -> list[str]:
-    return [body for kind, body in FENCE.findall(README.read_text()) if kind == lang]
+def blocks(lang: str, doc: Path = README) -> list[str]:
+    return [body for kind, body in FENCE.findall(doc.read_text()) if kind == lang]
+
+
+PYTHON_BLOCKS = [(doc, i) for doc in DOCS for i in range(len(blocks("python", doc)))]
 
 
 def section_blocks(title: str, lang: str) -> list[str]:
@@ -60,19 +66,21 @@ def test_expected_output_comments_are_found() -> None:
     assert expected_outputs(code) == ["(3, 384, 768)", "['a', 'b',"]
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
-def test_python_block_runs_in_an_empty_folder(index: int, tmp_path: Path) -> None:
-    code = blocks("python")[index]
-    script = tmp_path / f"readme_block_{index}.py"
+@pytest.mark.parametrize(("doc", "index"), PYTHON_BLOCKS, ids=[f"{d.name}-{i}" for d, i in PYTHON_BLOCKS])
+def test_python_block_runs_in_an_empty_folder(doc: Path, index: int, tmp_path: Path) -> None:
+    code = blocks("python", doc)[index]
+    script = tmp_path / f"block_{index}.py"
     script.write_text(code)
     run_dir = tmp_path / "empty"
     run_dir.mkdir()
     r = subprocess.run(
         [sys.executable, str(script)], cwd=run_dir, capture_output=True, text=True, timeout=300, env=_env()
     )
-    assert r.returncode == 0, f"README block {index} failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"
+    assert r.returncode == 0, f"{doc.name} block {index} failed:\n{code}\n--- stderr ---\n{r.stderr[-3000:]}"
     for want in expected_outputs(code):
-        assert want in r.stdout, f"block {index}: {want!r} not printed; stdout:\n{r.stdout[-2000:]}"
+        assert want in r.stdout, (
+            f"{doc.name} block {index}: {want!r} not printed; stdout:\n{r.stdout[-2000:]}"
+        )
 
 
 def test_command_line_quickstart_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
