@@ -153,6 +153,19 @@ class Adapter:
         )
         return self.finalize(out, ds, scale)
 
+    def check_writable(
+        self, ds: xr.Dataset, variables: str | list[str] | None = None, dtype: Any = None, scale: int = 1
+    ) -> None:
+        """Refuse, before any data are read or any model runs, an output this format cannot hold.
+
+        Called on the output's adapter with the input Dataset as opened and the call's options.
+        The default accepts everything (the writer reports what it cannot store).
+
+        Raises:
+            ValueError: One line naming what this format cannot store and the fix.
+        """
+        return None
+
     def finalize(self, out: xr.Dataset, src: xr.Dataset, scale: int) -> xr.Dataset:
         """Format-specific geometry/metadata fix-ups after the generic path (default: none)."""
         return out
@@ -242,9 +255,10 @@ def adapter_for_path(path: str | Path, must_exist: bool = True) -> Adapter:
 
     For an existing path the content's signature (:func:`sciSR.io.signature.sniff`) decides
     when it names another registered adapter than the extension: that adapter is used and a
-    :class:`~sciSR.io.signature.FormatMismatchWarning` names both. A recognised content also
-    makes up for an unknown extension. Content that is not recognised leaves the choice to the
-    extension (the adapter then reports what is wrong with the file).
+    :class:`~sciSR.io.signature.FormatMismatchWarning` names both. Content that is not recognised
+    leaves the choice to the extension (the adapter then reports what is wrong with the file).
+    An unknown extension is refused even when the content is recognised (the error names the
+    content and the extension to use), since the path may not be the file the caller meant.
 
     Args:
         path: File or directory store.
@@ -253,31 +267,34 @@ def adapter_for_path(path: str | Path, must_exist: bool = True) -> Adapter:
 
     Raises:
         FileNotFoundError: ``must_exist`` and the path does not exist.
-        ValueError: Neither the extension nor the content is a supported format (lists the
-            supported extensions).
+        ValueError: The extension is unknown (lists the supported extensions, and the content's
+            format when it is recognised).
     """
     p = Path(path)
     if must_exist and not p.exists():
         raise FileNotFoundError(f"no such file or directory: {p}")
     by_ext = _adapter_by_extension(p)
-    if must_exist:
-        sig = sniff(p)
-        adapters = list_adapters()
-        if sig is not None and sig.adapter in adapters and (by_ext is None or by_ext.name != sig.adapter):
-            if by_ext is not None:
-                warnings.warn(
-                    f"{p} is a {sig.what} file, not {by_ext.name} as its extension says; "
-                    f"reading it as {sig.adapter}",
-                    FormatMismatchWarning,
-                    stacklevel=2,
-                )
-            return adapters[sig.adapter]()
+    sig = sniff(p) if must_exist else None
+    adapters = list_adapters()
+    if sig is not None and sig.adapter not in adapters:
+        sig = None
     if by_ext is None:
         ext = "".join(p.suffixes[-2:]) or "(none)"
+        hint = ""
+        if sig is not None:
+            good = adapters[sig.adapter].extensions[0]
+            hint = f"; its content is {sig.what}: rename it with a {good} extension"
         raise ValueError(
             f"cannot tell the format of {p}: unknown extension {ext!r}; "
-            f"supported: {', '.join(supported_extensions())}"
+            f"supported: {', '.join(supported_extensions())}{hint}"
         )
+    if sig is not None and by_ext.name != sig.adapter:
+        warnings.warn(
+            f"{p} is a {sig.what} file, not {by_ext.name} as its extension says; reading it as {sig.adapter}",
+            FormatMismatchWarning,
+            stacklevel=2,
+        )
+        return adapters[sig.adapter]()
     return by_ext()
 
 
@@ -327,11 +344,21 @@ def _open(p: Path, adapter: Adapter, **kw: Any) -> xr.Dataset:
     if p.is_file() and p.stat().st_size == 0:
         raise ValueError(f"cannot read {p}: the file is empty (0 bytes)")
     try:
-        return adapter.open(p, **kw)
+        ds = adapter.open(p, **kw)
     except TypeError:  # bad keyword arguments: the caller's mistake, not the file's
         raise
     except Exception as exc:
+        by_ext = _adapter_by_extension(p)
+        if by_ext is not None and by_ext.name != adapter.name and adapter.extensions:
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(
+                f"cannot read {p} as {adapter.name} (its content; the extension says {by_ext.name}): {msg}; "
+                f"rename it with a {adapter.extensions[0]} extension"
+            ) from exc
         raise _read_error(p, adapter, exc) from exc
+    for var in ds.data_vars.values():  # a DataArray taken out of ds still knows its file
+        var.encoding.setdefault("source", str(p))
+    return ds
 
 
 def _read_error(path: Path, adapter: Adapter, exc: BaseException) -> ValueError:
@@ -344,8 +371,12 @@ def _read_error(path: Path, adapter: Adapter, exc: BaseException) -> ValueError:
 
 
 def _sources(ds: xr.Dataset | xr.DataArray) -> list[str]:
-    found = [ds.encoding.get("source"), ds.encoding.get("scisr_derived_from")]
-    return [s for s in found if s]
+    """Files ``ds`` was read from or derived from (its own and its variables' encodings)."""
+    encodings = [ds.encoding]
+    if isinstance(ds, xr.Dataset):
+        encodings += [v.encoding for v in ds.data_vars.values()]
+    found = {str(e[k]) for e in encodings for k in ("source", "scisr_derived_from") if e.get(k)}
+    return sorted(found)
 
 
 def write(
@@ -535,6 +566,8 @@ def downscale_path(
         out_adapter = adapter_for_path(out, must_exist=False)
         check_output_path(out, sources=[p], directory_store=is_directory_store(out_adapter))
     ds = _open(p, adapter)
+    if out_adapter is not None:
+        out_adapter.check_writable(ds, variables, dtype, scale)
     pipe_opts, adapter_opts, model_kwargs = _split_options(adapter, opts)
     pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
     try:
