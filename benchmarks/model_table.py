@@ -69,7 +69,7 @@ NOTES: dict[str, str] = {
     "selnet": "974,849 at ×2 (Y): 22 conv layers (input conv, 10 residual units of two convs, HR conv), "
     "21 identity-gated selection units, a sub-pixel conv; the unit pairing is our reading.",
     "sparse_coding": "Iterative back-projection on by default (20 iterations, as the authors' code); "
-    "it widens the receptive field by about 6 LR cells per iteration.",
+    "it widens the receptive field by 5 LR cells per iteration (×2 and above).",
     "unet": "ResNet18-UNet from segmentation-models-pytorch re-used for SR: not a published SR "
     "configuration.",
 }

@@ -74,10 +74,11 @@ class BTSRN(SRModel):
     blocks) → LeakyReLU → output conv, plus the bicubic-upsampled input.
 
     Paper: two stages of residual blocks (6 in LR space, 4 in HR space) joined by up-sampling
-    layers that sum nearest-neighbour upsampling and a deconvolution; PConv blocks (1×1
-    projection to 64, then 3×3 back to 128); 10 residual blocks in the NTIRE 2017 model.
-    Official code (``ychfan/sr_ntire2017``, ``model_resnet_up.py``): a 1×1 input conv to 128
-    features, LeakyReLU(0.2) pre-activation everywhere, each ×2 up-sampling layer is
+    layers that sum nearest-neighbour upsampling and a deconvolution; two-layer projected
+    convolution (PConv) residual blocks; 10 residual blocks in the NTIRE 2017 model. Official
+    code (``ychfan/sr_ntire2017``, ``model_resnet_up.py``): 128 features projected to 64 in each
+    PConv block, a 1×1 input conv, LeakyReLU(0.2) pre-activation everywhere, each ×2 up-sampling
+    layer is
     ``nearest(x) + deconv(lrelu(x))`` with kernel = stride = 2, ×4 uses two of them with one
     PConv block between, a 1×1 output conv after a LeakyReLU, and the network predicts the
     residual over the bicubic-upsampled input.

@@ -57,12 +57,12 @@ class SelNet(SRModel):
 
     Paper facts: 22 convolutional layers of 64 filters, a selection unit (identity gated by
     ReLU → 1×1 conv → sigmoid) after the convolutions, residual units with identity skips, a
-    sub-pixel layer, residual learning over the bicubic image; ≈974 K parameters for the ×2
-    luminance model. Our reading, which reproduces that count exactly (974,849 at ×2 with one
-    channel): 1 input conv + 20 convs in 10 residual units + 1 HR conv = 22 layers, with
-    selection units after the 21 LR convs, and the sub-pixel layer's own conv (64 → 64·s²) not
-    counted among the 22. One sub-pixel stage of factor ``scale`` at every scale and the
-    pairing of convs into residual units are our interpretation.
+    sub-pixel layer; ≈974 K parameters for the ×2 luminance model. Our reading, which
+    reproduces that count exactly (974,849 at ×2 with one channel): 1 input conv + 20 convs in
+    10 residual units + 1 HR conv = 22 layers, with selection units after the 21 LR convs, and
+    the sub-pixel layer's own conv (64 → 64·s²) not counted among the 22. The pairing of convs
+    into residual units, one sub-pixel stage of factor ``scale`` at every scale and the
+    residual over the bicubic-upsampled input (no parameters) are our interpretation.
 
     Shape:
         ``(N, C, H, W) -> (N, C_out, H*scale, W*scale)``.

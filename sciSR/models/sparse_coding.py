@@ -246,8 +246,9 @@ class SparseCodingSR(SRModel):
     back-projection) is on by default with the authors' released settings: 20 iterations of
     ``y += G * up(x - down(y))`` with ``G`` the 5×5 filter of :func:`back_projection_kernel`
     (zero-padded at the image border, as MATLAB's ``conv2(..., 'same')``); ``down`` is the
-    model's degradation and ``up`` its interpolation. It widens the receptive field by about 6
-    LR cells per iteration (see :meth:`receptive_field`); ``back_projection=0`` turns it off.
+    model's degradation and ``up`` its interpolation. It widens the receptive field by 5 LR
+    cells per iteration at ×2 and above (see :meth:`receptive_field`); ``back_projection=0``
+    turns it off.
     Yang et al. interpolate with MATLAB's ``imresize``: ``upsampler="matlab"`` uses it for the
     interpolation, the training pairs and back-projection's ``down`` (with ``degradation="bicubic"``);
     the default is torch bicubic (``a = -0.75``) up and torch antialiased bicubic down. Learning
@@ -262,6 +263,7 @@ class SparseCodingSR(SRModel):
     scales = ()
     upsampling = "pre"
     equivariant = True
+    reduced_precision = False  # orthogonal matching pursuit needs fp32 triangular solves
 
     def __init__(self, scale: int = 4, in_channels: int = 1, out_channels: int | None = None,
                  n_atoms: int = 512, patch: int = 5, overlap: int | None = None, sparsity: int = 3,
@@ -321,7 +323,7 @@ class SparseCodingSR(SRModel):
         """Analytic LR half-width: ``ceil((patch + 1) / s) + 2`` (+ back-projection reach).
 
         Each back-projection iteration widens it by ``ceil(2/s) + 4`` cells (``ceil(2/s) + 2``
-        for ``degradation="area"``): 20 iterations at ×4 give a halo of about 120 LR cells.
+        for ``degradation="area"``): the default 20 iterations at ×4 give a halo of 104 LR cells.
         """
         return self._analytic_rf()
 

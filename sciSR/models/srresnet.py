@@ -214,7 +214,7 @@ class MSRResNet(SRModel):
     needs ``out_channels == in_channels`` or one of them 1 (see :mod:`sciSR.models.layers.skip`).
     Every convolution starts from Kaiming-normal weights × 0.1 and zero biases, as in BasicSR
     (:func:`~sciSR.models.layers.init.scaled_kaiming_init`). The batch-norm SRResNet of Ledig et al.
-    (``srresnet``/``srgan``) keeps PyTorch's default init: the paper specifies none.
+    (``srresnet``/``srgan``) keeps PyTorch's default init (no 0.1 scaling).
 
     Args:
         scale: Upscaling factor (2, 3 or 4).
