@@ -96,7 +96,7 @@ def test_scores_rank_and_lie_in_a_plausible_range(demo) -> None:
             else:
                 assert 0.6 < r["ssim"] < 1.0, (name, m)
         # block means are what nearest reproduces: its bias is zero up to rounding
-        assert abs(near["bias"]) < 1e-9 * spread, name
+        assert abs(near["bias"]) < 1e-6 * spread, name  # float32 rounding only
     for (model, name), baseline in CARD_WINS.items():
         assert by[(name, model)]["rmse"] < by[(name, baseline)]["rmse"], (model, name)
 
