@@ -239,10 +239,11 @@ class Pipeline:
             nz = self.make_normalizer()
             vc = values[:, c]
             vm = None if valid is None else valid[:, c]
-            if self.norm_params:
-                nz.valid_range = valid_range(vc, vm)
-            else:
+            if not self.norm_params:
                 nz.fit(vc, vm)
+            # the range clip= keeps is that of every valid value, not only those the statistics
+            # were fitted on (MRI fits percentiles inside the head but keeps the 0 background)
+            nz.valid_range = valid_range(vc)
             out.append(nz)
         return out
 
