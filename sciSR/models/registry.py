@@ -172,16 +172,20 @@ def create_model(
         scale: Upscaling factor.
         in_channels: Input channels (1 for a grid or an MRI slice, N for multi-band rasters).
         out_channels: Output channels (default ``in_channels``).
-        pretrained: ``None`` loads shipped weights when there are any, else returns a random
+        pretrained: ``None`` loads shipped weights when there are any for this name, scale and
+            channel count in the default configuration (no ``kwargs``), else returns a random
             model; ``True`` requires shipped weights; ``False`` always builds a random model; a
-            path loads that checkpoint (safetensors or a ``weights_only`` state dict).
+            path loads that checkpoint (safetensors or a ``weights_only`` state dict). Weights load
+            strictly: the architecture in sciSR metadata, every key and every shape must match.
         **kwargs: Architecture hyper-parameters.
 
     Returns:
         The model in eval mode, ``model.spec`` filled.
 
     Raises:
-        ValueError: Unknown name, unsupported scale, or ``pretrained=True`` without shipped weights.
+        ValueError: Unknown name, unsupported scale, ``pretrained=True`` without shipped weights
+            (or with ``kwargs`` the shipped weights were not trained with), or weights that do
+            not fit.
     """
     entry = get_entry(name)
     model = _build(entry, scale, in_channels, out_channels, kwargs)
@@ -196,6 +200,11 @@ def create_model(
             from .weights_io import load_weights_into
 
             load_weights_into(model, path)
+        elif pretrained is True and default_weights_path(entry.name, model.scale, in_channels):
+            raise ValueError(
+                f"the shipped weights of '{entry.name}' ×{model.scale} are for its default configuration; "
+                f"leave out {', '.join(f'{k}=' for k in kwargs)} or pass pretrained=False for a random model"
+            )
         elif pretrained is True:
             raise ValueError(missing_weights_message(entry.name, model.scale, in_channels))
     return model.eval()

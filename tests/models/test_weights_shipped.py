@@ -118,7 +118,9 @@ def test_missing_shipped_weights_are_an_error_naming_the_shipped_ones() -> None:
     with pytest.raises(ValueError) as err:
         sciSR.create_model("espcn", scale=3, pretrained=True)
     assert "no weights for 'espcn' ×3" in str(err.value) and "espcn_x4_c1" in str(err.value)
-    with pytest.raises(ValueError, match="no weights for 'espcn' ×4"):
+    with pytest.raises(
+        ValueError, match=r"'espcn' ×4 are for its default configuration; leave out channels="
+    ):
         sciSR.create_model("espcn", scale=4, pretrained=True, channels=(8, 4))
 
 

@@ -18,12 +18,20 @@ from .common import MEAN_SHIFT, StateDict
 
 
 def _collapse_in(w: torch.Tensor, n: int) -> torch.Tensor:
-    """``(O, C, kh, kw) -> (O, n, kh, kw)``: each new channel gets ``sum_c W_c / n``."""
+    """Input-side collapse of a convolution weight: each new channel gets ``sum_c W_c / n``.
+
+    Shape:
+        ``(O, C, kh, kw) -> (O, n, kh, kw)``.
+    """
     return (w.sum(dim=1, keepdim=True) / n).repeat(1, n, 1, 1)
 
 
 def _collapse_out(w: torch.Tensor, n: int) -> torch.Tensor:
-    """``(C, ...) -> (n, ...)``: every new output row is the average of the C rows."""
+    """Output-side collapse of a weight or bias: every new output row is the average of the C rows.
+
+    Shape:
+        ``(C, ...) -> (n, ...)``.
+    """
     return w.mean(dim=0, keepdim=True).repeat(n, *([1] * (w.ndim - 1)))
 
 
@@ -33,6 +41,9 @@ def _fold_mean(w: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
     ``shifted`` holds the per-channel shift the network sees (``-value_range * mean``); with it the
     adapted first conv answers an equal-channel input exactly like the original away from the
     zero-padded border.
+
+    Shape:
+        ``w``: ``(O, C, kh, kw)``, ``shifted``: ``(C,)`` -> ``(O,)``.
     """
     d = (shifted - shifted.mean()).to(w.dtype)
     return (w.sum(dim=(2, 3)) * d.reshape(1, -1)).sum(dim=1)
