@@ -37,14 +37,34 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _charbonnier(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt((a - b) ** 2 + 1e-6).mean()
+
+
+_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "l1": nn.functional.l1_loss,
+    "l2": nn.functional.mse_loss,
+    "charbonnier": _charbonnier,  # sqrt(d² + ε²), ε = 1e-3
+}
+
+
 def _loss_fn(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    if name == "l1":
-        return nn.functional.l1_loss
-    if name == "l2":
-        return nn.functional.mse_loss
-    if name == "charbonnier":
-        return lambda a, b: torch.sqrt((a - b) ** 2 + 1e-6).mean()
-    raise ValueError(f"unknown loss '{name}'; choose l1, l2 or charbonnier")
+    if name not in _LOSSES:
+        raise ValueError(f"unknown loss '{name}'; choose one of {', '.join(_LOSSES)}")
+    return _LOSSES[name]
+
+
+def _check_config(config: TrainConfig) -> None:
+    from .degrade import DEGRADATIONS
+
+    if config.steps < 1 or config.batch_size < 1 or config.log_every < 1:
+        raise ValueError(
+            f"steps, batch_size and log_every must be >= 1, got {config.steps}, {config.batch_size}, "
+            f"{config.log_every}"
+        )
+    if config.degradation not in DEGRADATIONS:
+        raise ValueError(f"unknown degradation '{config.degradation}'; choose one of {DEGRADATIONS}")
+    _loss_fn(config.loss)
 
 
 @torch.no_grad()
@@ -69,30 +89,21 @@ def evaluate_psnr(
     return {"psnr": float(np.mean(got)), "psnr_bicubic": float(np.mean(base))}
 
 
-def train(
+def _fit(
     model: nn.Module,
     images: Sequence[np.ndarray],
     config: TrainConfig,
-    val_images: Sequence[np.ndarray] = (),
-    out: str | Path | None = None,
-    metadata: dict[str, Any] | None = None,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Train ``model`` on random patches of ``images`` and optionally save safetensors to ``out``.
-
-    Returns:
-        A record: config, wall time, final losses, validation PSNR history.
-    """
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    val_images: Sequence[np.ndarray],
+    log: Callable[[str], None],
+    t0: float,
+) -> list[dict[str, float]]:
     torch.manual_seed(config.seed)
     scale = int(model.scale)
     sampler = PatchSampler(images, scale, config.patch, config.degradation, seed=config.seed)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     loss_fn = _loss_fn(config.loss)
     history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    running = 0.0
+    running, n_running = 0.0, 0
     for step in range(1, config.steps + 1):
         model.train()
         lr_now = config.lr_min + 0.5 * (config.lr - config.lr_min) * (
@@ -108,10 +119,11 @@ def train(
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         opt.step()
         running += loss.item()
+        n_running += 1
         if step % config.log_every == 0 or step == config.steps:
             rec = {
                 "step": step,
-                "loss": running / config.log_every,
+                "loss": running / n_running,  # mean training loss since the previous record
                 "lr": lr_now,
                 "seconds": time.perf_counter() - t0,
             }
@@ -119,7 +131,53 @@ def train(
                 rec.update(evaluate_psnr(model, val_images, scale, config.degradation))
             history.append(rec)
             log(json.dumps(rec))
-            running = 0.0
+            running, n_running = 0.0, 0
+    return history
+
+
+def train(
+    model: nn.Module,
+    images: Sequence[np.ndarray],
+    config: TrainConfig,
+    val_images: Sequence[np.ndarray] = (),
+    out: str | Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``model`` on random patches of ``images`` and optionally save safetensors to ``out``.
+
+    Adam with a cosine learning rate: step ``t`` (1-based) uses
+    ``lr_min + ½·(lr - lr_min)·(1 + cos(π·(t - 1)/steps))``. Batches come from a
+    :class:`~sciSR.train.data.PatchSampler` seeded with ``config.seed``; the torch seed is set too,
+    so a run is reproducible on one machine and thread count. ``config.threads`` sets torch's
+    (process-wide) thread count for the run only; the previous count is restored afterwards.
+
+    Args:
+        model: SR network with a ``scale`` attribute, ``(N, 1, h, w) -> (N, 1, s·h, s·w)``.
+        images: Training fields (2-D float arrays, e.g. luma in [0, 1]).
+        config: Hyper-parameters.
+        val_images: Held-out fields for :func:`evaluate_psnr` at each record.
+        out: Safetensors path for the trained weights (with the record in the metadata).
+        metadata: Extra metadata strings stored with the weights.
+        log: Called with each record as a JSON line.
+
+    Returns:
+        ``{"config", "history", "seconds"}``; each history entry has ``step``, ``loss`` (mean
+        training loss over the steps since the previous entry), ``lr``, ``seconds`` and, with
+        ``val_images``, ``psnr`` and ``psnr_bicubic``.
+
+    Raises:
+        ValueError: Non-positive steps, batch size or log interval, or an unknown loss or degradation.
+    """
+    _check_config(config)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    t0 = time.perf_counter()
+    try:
+        history = _fit(model, images, config, val_images, log, t0)
+    finally:
+        torch.set_num_threads(threads)  # the thread count is process-wide: give it back
     model.eval()
     record = {"config": asdict(config), "history": history, "seconds": time.perf_counter() - t0}
     if out is not None:
