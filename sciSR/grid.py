@@ -650,7 +650,9 @@ class Grid:
                 info["coords"] = "none (index grid)"
             else:
                 info["spacing"] = ax.spacing if ax.spacing is not None else "irregular"
-                bnds = self._bounds_array(ax)
+                if ax.gaussian is not None:
+                    info["gaussian"] = ax.gaussian
+                bnds = self.cell_bounds(ax)
                 if bnds is not None:
                     lo, hi = float(bnds.min()), float(bnds.max())
                 else:

@@ -64,7 +64,8 @@ class GeoTiffAdapter(Adapter):
 
     # ------------------------------------------------------------------ read
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
-        """Read every band; nodata/masked cells → NaN, band scales/offsets applied.
+        """Open the raster; its bands are read on first access (only the window asked for), as
+        physical values: nodata/masked cells → NaN, band scales/offsets applied.
 
         Raises:
             ValueError: The file is not a readable raster.
@@ -79,10 +80,11 @@ class GeoTiffAdapter(Adapter):
                     from .image import ImageAdapter
 
                     return ImageAdapter().open(path, **kw)
-                raw = src.read()
-                valid = src.read_masks() > 0
                 meta = _read_meta(src)
-        ds = _build_dataset(raw, valid, meta)
+                from rasterio.windows import Window
+
+                src.read(window=Window(src.width - 1, src.height - 1, 1, 1))  # truncated data fail here
+                ds = _lazy_dataset(path, src, meta)
         ds.attrs["scisr_format"] = self.name
         ds.encoding["source"] = str(path)
         return ds
@@ -146,6 +148,7 @@ class GeoTiffAdapter(Adapter):
                 **kw,
             )
         names = _select(ds, variables)
+        _check_memory(ds, names, pipe, scale, dtype)
         transform = dataset_transform(ds)
         new_t = transform @ Affine.scale(1.0 / scale)
         ny, nx = ds.sizes["y"] * scale, ds.sizes["x"] * scale
@@ -184,6 +187,39 @@ class GeoTiffAdapter(Adapter):
         return _set_geo(out, t @ Affine.scale(1.0 / scale), dataset_crs(src))
 
     # ------------------------------------------------------------------ write
+    def check_writable(
+        self, ds: xr.Dataset, variables: Any = None, dtype: Any = None, scale: int = 1
+    ) -> None:
+        """Refuse, before any computation, output a GeoTIFF cannot hold: more than one non-spatial
+        dim per variable, an irregular grid, or a non-numeric dtype.
+
+        Raises:
+            ValueError: One line naming the problem and the fix.
+        """
+        from ..grid import Grid
+        from .capability import planned_outputs
+
+        for plan in planned_outputs(ds, variables, dtype):
+            if len(plan.lead) > 1:
+                d0 = plan.lead[0]
+                raise ValueError(
+                    f"a GeoTIFF holds one band dim but '{plan.name}' has {plan.lead} besides its spatial "
+                    f"dims; select the others first (e.g. ds.isel({d0}=0)) or write NetCDF/Zarr"
+                )
+            if plan.dtype.kind not in "fiub":
+                raise ValueError(f"a GeoTIFF cannot store {plan.dtype}; use a float or integer dtype")
+            try:
+                grid = Grid(ds, *plan.spatial)
+            except ValueError as exc:
+                raise ValueError(f"cannot write '{plan.name}' as GeoTIFF: {exc}") from None
+            for ax in (grid.y, grid.x):
+                if ax.values is not None and ax.size > 1 and ax.spacing is None:
+                    kind = f"Gaussian latitudes, N={ax.gaussian}" if ax.gaussian else "irregular spacing"
+                    raise ValueError(
+                        f"a GeoTIFF needs a regular grid but '{ax.dim}' of '{plan.name}' is not ({kind}); "
+                        f"write NetCDF or Zarr, or regrid first"
+                    )
+
     def write(
         self,
         ds: xr.Dataset,
@@ -203,23 +239,27 @@ class GeoTiffAdapter(Adapter):
 
         Raises:
             ValueError: No raster variable, more than one non-spatial dim, or no usable geometry.
+            OSError: ``ENOSPC`` when the disk is full (libtiff's own stderr lines are not shown).
         """
         if ds.attrs.get("scisr_format") == "image":
             from .image import ImageAdapter
 
             ImageAdapter().write(ds, path, **kw)
             return
+        from .write_errors import disk_full_as_oserror, quiet_libtiff
+
         bands = _collect_bands(ds, self)
         cog = Path(path).name.lower().endswith((".cog.tif", ".cog.tiff")) if cog is None else cog
-        if cog:
-            tiled = path.with_name(path.name + ".tiled.tif")
-            try:
-                _write_gtiff(bands, tiled, compress, blocksize)
-                _to_cog(tiled, path, compress, blocksize)
-            finally:
-                tiled.unlink(missing_ok=True)
-        else:
-            _write_gtiff(bands, path, compress, blocksize)
+        with disk_full_as_oserror(path), quiet_libtiff():
+            if cog:
+                tiled = path.with_name(path.name + ".tiled.tif")
+                try:
+                    _write_gtiff(bands, tiled, compress, blocksize)
+                    _to_cog(tiled, path, compress, blocksize)
+                finally:
+                    tiled.unlink(missing_ok=True)
+            else:
+                _write_gtiff(bands, path, compress, blocksize)
 
 
 # ====================================================================== reading helpers
@@ -246,17 +286,33 @@ def _read_meta(src: Any) -> dict[str, Any]:
     )
 
 
-def _build_dataset(raw: np.ndarray, valid: np.ndarray, meta: dict[str, Any]) -> xr.Dataset:
-    """``(band, y, x)`` physical float values (NaN invalid) with rioxarray-style geometry."""
+def _physical(
+    raw: np.ndarray, valid: np.ndarray, scales: Sequence[float], offsets: Sequence[float]
+) -> np.ndarray:
+    """Physical float values of raw bands: scales/offsets applied, invalid cells NaN.
+
+    Shape:
+        ``(bands, H, W) -> (bands, H, W)``.
+    """
     fdt = np.float64 if raw.dtype == np.float64 else np.float32
     vals = raw.astype(fdt)
     if raw.dtype.kind == "f":
         valid = valid & np.isfinite(raw)
-    for i, (sc, off) in enumerate(zip(meta["scales"], meta["offsets"])):
+    for i, (sc, off) in enumerate(zip(scales, offsets)):
         if (sc, off) != (1.0, 0.0):
             vals[i] = vals[i] * fdt(sc) + fdt(off)
     vals[~valid] = np.nan
-    count, h, w = raw.shape
+    return vals
+
+
+def _build_dataset(raw: np.ndarray, valid: np.ndarray, meta: dict[str, Any]) -> xr.Dataset:
+    """``(band, y, x)`` physical float values (NaN invalid) with rioxarray-style geometry."""
+    return _assemble(_physical(raw, valid, meta["scales"], meta["offsets"]), meta)
+
+
+def _assemble(values: np.ndarray | xr.Variable, meta: dict[str, Any]) -> xr.Dataset:
+    """The GeoTIFF-layout Dataset around ``values`` (an array, or a lazy ``(band, y, x)`` variable)."""
+    count, h, w = values.shape
     t = meta["transform"]
     coords: dict[str, Any] = {"band": ("band", np.arange(1, count + 1))}
     if t.b == 0 and t.d == 0:
@@ -267,7 +323,8 @@ def _build_dataset(raw: np.ndarray, valid: np.ndarray, meta: dict[str, Any]) -> 
     attrs, band_specific = _split_band_tags(meta["band_tags"], meta["units"])
     if band_specific:
         attrs["scisr_band_tags"] = json.dumps(band_specific, sort_keys=True)
-    da = xr.DataArray(vals, dims=("band", "y", "x"), coords=coords, attrs=attrs)
+    dims = None if isinstance(values, xr.Variable) else ("band", "y", "x")
+    da = xr.DataArray(values, dims=dims, coords=coords, attrs=attrs)
     da.encoding.update(
         scisr_source_dtype=meta["dtype"], scales=tuple(meta["scales"]), offsets=tuple(meta["offsets"])
     )
@@ -275,6 +332,63 @@ def _build_dataset(raw: np.ndarray, valid: np.ndarray, meta: dict[str, Any]) -> 
         da.encoding["_FillValue"] = meta["nodata"]
     ds = xr.Dataset({VAR: da}, attrs={k: v for k, v in meta["tags"].items()})
     return _set_geo(ds, t, meta["crs"])
+
+
+class _RasterReader:
+    """Reads a window of bands of a raster as physical values (picklable: path and metadata).
+
+    Called with a basic key ``(band, y, x)`` of ints/slices (see :mod:`sciSR.io.lazy`).
+    """
+
+    def __init__(
+        self, path: Path, shape: tuple[int, int, int], scales: Sequence[float], offsets: Sequence[float]
+    ):
+        self.path = str(path)
+        self.shape = shape
+        self.scales = list(scales)
+        self.offsets = list(offsets)
+
+    def __call__(self, key: tuple[Any, ...]) -> np.ndarray:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+        from rasterio.windows import Window
+
+        from .lazy import covering_slice, key_ranges
+
+        (bs, bi), (ys, yi), (xs, xi) = (covering_slice(r) for r in key_ranges(key, self.shape))
+        bands = list(range(self.shape[0]))[bs]
+        height, width = ys.stop - ys.start, xs.stop - xs.start
+        if not bands or height <= 0 or width <= 0:
+            vals = np.empty((len(bands), max(height, 0), max(width, 0)), np.float32)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(self.path) as src:
+                    win = Window(xs.start, ys.start, width, height)
+                    idx = [b + 1 for b in bands]
+                    raw = src.read(idx, window=win)
+                    valid = src.read_masks(idx, window=win) > 0
+            vals = _physical(raw, valid, [self.scales[b] for b in bands], [self.offsets[b] for b in bands])
+        return vals[bi, yi, xi]
+
+
+def _lazy_dataset(path: Path, src: Any, meta: dict[str, Any]) -> xr.Dataset:
+    """The GeoTIFF-layout Dataset whose ``band_data`` is read on access (window by window)."""
+    from .lazy import lazy_variable
+
+    shape = (src.count, src.height, src.width)
+    disk = meta["dtype"]
+    fdt = np.float64 if disk == np.float64 else np.float32
+    var = lazy_variable(
+        ("band", "y", "x"),
+        shape,
+        fdt,
+        _RasterReader(path, shape, meta["scales"], meta["offsets"]),
+        what=f"{path}",
+        bytes_per_value=disk.itemsize + 2 * np.dtype(fdt).itemsize + 2,
+        fix="read a window (ds.isel(y=slice(...), x=slice(...))) or fewer bands",
+    )
+    return _assemble(var, meta)
 
 
 def _split_band_tags(band_tags: list[dict[str, str]], units: list[str | None]) -> tuple[dict[str, Any], list]:
@@ -420,6 +534,32 @@ def _select(ds: xr.Dataset, variables: str | Sequence[str] | None) -> list[str]:
 
 
 # ====================================================================== downscale helpers
+def _check_memory(ds: xr.Dataset, names: list[str], pipe: Pipeline, scale: int, dtype: Any) -> None:
+    """Refuse, before reading, a call whose estimated memory exceeds what is available.
+
+    Bands are read whole and run one block (``C × H × W``) at a time; outputs are stacked.
+    """
+    from . import memory
+
+    c = max(1, int(pipe.in_channels))
+
+    def plans_at(k: int) -> list[memory.VarPlan]:
+        plans = []
+        for n in names:
+            da = ds[n]
+            src = source_dtype(da)
+            out = output_dtype(src, dtype)
+            out_size = out.itemsize + 4 + (8 if out.kind in "iu" else 0)  # stacked copy, float64 cast staging
+            block = c * da.sizes["y"] * da.sizes["x"]
+            plans.append(memory.VarPlan(int(da.size), block, src.itemsize + 2, out_size, da.dtype.itemsize))
+        return plans
+
+    bands = [d for n in names for d in ds[n].dims if d not in ("y", "x") and ds[n].sizes[d] > 1]
+    fixes = [f"downscale fewer bands (ds.isel({bands[0]}=[0]))" if bands else None]
+    fixes.append("downscale a window (ds.isel(y=slice(...), x=slice(...)); only that window is read)")
+    memory.check_call(plans_at, pipe, scale, f"downscaling {', '.join(names)} ×{scale}", fixes)
+
+
 def _downscale_var(
     da: xr.DataArray, pipe: Pipeline, scale: int, dtype: Any, periodic: bool, channel_dim: str | None
 ) -> xr.DataArray:

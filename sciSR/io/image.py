@@ -120,6 +120,7 @@ class ImageAdapter(Adapter):
             arr, mode, info = _read_gdal(path)
         else:
             with Image.open(path) as im:
+                _check_decode(path, im)
                 im.load()
                 info = dict(im.info)
                 mode = im.mode
@@ -175,6 +176,9 @@ class ImageAdapter(Adapter):
             da.transpose(*(["channel"] if "channel" in da.dims else []), "y", "x").values, dtype=np.float32
         ).reshape(len(chans), da.sizes["y"], da.sizes["x"])
         full = _full_scale(ds, arr)
+        _check_memory(
+            arr, pipe, scale, output_dtype(np.dtype(da.encoding.get("scisr_source_dtype", da.dtype)), dtype)
+        )
         hr, norms, how = super_resolve_image(arr / full, chans, pipe, ycbcr)
         hr = hr * np.float32(full)
         src = np.dtype(da.encoding.get("scisr_source_dtype", da.encoding.get("dtype", da.dtype)))
@@ -207,6 +211,38 @@ class ImageAdapter(Adapter):
         if derived:
             out.encoding["scisr_derived_from"] = derived
         return out
+
+    def check_writable(
+        self, ds: xr.Dataset, variables: Any = None, dtype: Any = None, scale: int = 1
+    ) -> None:
+        """Refuse, before any computation, output an image file cannot hold: several variables,
+        dims other than ``(y, x)``/``(channel, y, x)``, more than 4 channels, or an explicit dtype
+        other than uint8/uint16 (images store 8/16-bit pixels).
+
+        Raises:
+            ValueError: One line naming the problem and the fix.
+        """
+        from .capability import planned_outputs
+
+        plans = planned_outputs(ds, variables, dtype)
+        if len(plans) > 1:
+            raise ValueError(
+                f"an image file holds one variable but {[p.name for p in plans]} would be downscaled; "
+                f"pass variables= or write NetCDF/Zarr/GeoTIFF"
+            )
+        for plan in plans:
+            if set(plan.dims) not in ({"y", "x"}, {"channel", "y", "x"}):
+                raise ValueError(
+                    f"an image holds dims (y, x) or (channel, y, x) but '{plan.name}' has {plan.dims}; "
+                    f"write NetCDF, Zarr or GeoTIFF"
+                )
+            if plan.sizes.get("channel", 1) > 4:
+                raise ValueError(f"an image holds 1-4 channels, '{plan.name}' has {plan.sizes['channel']}")
+            if dtype is not None and plan.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+                raise ValueError(
+                    f"image files store 8/16-bit pixels, not {plan.dtype}; leave dtype unset (values are "
+                    f"rounded to the image's bit depth) or write TIFF/NetCDF"
+                )
 
     def write(self, ds: xr.Dataset, path: Path, *, quality: int = 95, **kw: Any) -> None:
         """Save as PNG/JPEG/BMP/WebP/TIFF (by extension) at the dataset's bit depth.
@@ -244,7 +280,10 @@ class ImageAdapter(Adapter):
         if suffix.endswith((".jpg", ".jpeg", ".webp")):
             save_kw["quality"] = quality
         if data.dtype == np.uint16 and data.shape[0] > 1:
-            _write_gdal(data, path)
+            from .write_errors import disk_full_as_oserror, quiet_libtiff
+
+            with disk_full_as_oserror(path), quiet_libtiff():
+                _write_gdal(data, path)
             return
         if suffix.endswith((".tif", ".tiff")):
             save_kw["compression"] = "tiff_deflate"
@@ -299,6 +338,28 @@ def super_resolve_image(
 
 
 # ---------------------------------------------------------------------- helpers
+def _check_decode(path: Path, im: Any) -> None:
+    """Refuse to decode an image whose pixels do not fit in memory (checked from its header)."""
+    from . import memory
+
+    w, h = im.size
+    bands = len(im.getbands())
+    per_px = bands * (2 + 4 + 4)  # decoded (≤ 16 bit), converted copy, float32 values
+    memory.check_read(float(w) * h * per_px, f"{path} ({w}×{h}, {bands} band(s))", "crop the image first")
+
+
+def _check_memory(arr: np.ndarray, pipe: Pipeline, scale: int, target: np.dtype) -> None:
+    """Refuse a call whose estimated memory exceeds what is available (the image is one batch)."""
+    from . import memory
+
+    def plans_at(k: int) -> list[memory.VarPlan]:
+        return [memory.VarPlan(int(arr.size), int(arr.size), 4 + 8, target.itemsize + 4, 4)]
+
+    memory.check_call(
+        plans_at, pipe, scale, f"downscaling a {arr.shape[-1]}×{arr.shape[-2]} image ×{scale}", []
+    )
+
+
 def _build_dataset(arr: np.ndarray, mode: str, info: dict[str, Any], path: Path, fmt: str) -> xr.Dataset:
     """``image`` variable (float32 in file units) from an ``(H, W[, C])`` array."""
     if arr.ndim == 3 and arr.shape[-1] == 1:

@@ -1,4 +1,9 @@
-"""``scisr info``: what sciSR sees in a file or Dataset (format, variables, grid, CRS, masks)."""
+"""``scisr info``: what sciSR sees in a file or Dataset (format, variables, grid, CRS, masks).
+
+Files are opened lazily by every built-in adapter, so a description reads metadata and
+coordinates only; the valid fraction is computed for variables of at most :data:`MAX_SCAN` values
+(reported as "not scanned" above that), so a small file that declares a huge grid costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,8 @@ import xarray as xr
 
 from ..grid import Grid
 
-#: arrays larger than this (elements) are not scanned for the valid fraction
-MAX_SCAN = 200_000_000
+#: arrays larger than this (values) are not scanned for the valid fraction
+MAX_SCAN = 1 << 24
 #: attribute names that hold a georeferencing transform or affine
 _TRANSFORM_KEYS = ("GeoTransform", "transform", "affine", "sform", "qform")
 
@@ -39,6 +44,9 @@ def describe(ds: xr.Dataset | xr.DataArray | str | Path) -> str:
         shape = ", ".join(f"{d}: {n}" for d, n in var.sizes.items())
         dims = adapter.spatial_dims(var) if var.ndim >= 2 else None
         text = f"  {name} ({shape}) {var.dtype}"
+        if "scisr_source_dtype" in var.encoding or "dtype" in var.encoding:
+            disk = np.dtype(var.encoding.get("scisr_source_dtype", var.encoding.get("dtype")))
+            text += f" (stored as {disk})" if disk != var.dtype else ""
         if dims:
             grids.setdefault(dims, []).append(str(name))
             text += f"  spatial dims ({dims[0]}, {dims[1]})  valid {_valid_fraction(var)}"
@@ -74,11 +82,13 @@ def _grid_lines(ds: xr.Dataset, dims: tuple[str, str], names: list[str]) -> list
             lines.append(f"  {key} {ax['dim']}: {ax['size']} cells, {ax['coords']}")
             continue
         sp = ax["spacing"]
-        sp_txt = f"{sp:.6g}" if isinstance(sp, float) else sp
+        sp_txt = f"spacing {sp:.6g} {ax['units']}" if isinstance(sp, float) else f"spacing {sp}"
+        if ax.get("gaussian"):
+            sp_txt = f"Gaussian latitudes (N={ax['gaussian']}; cell edges from the quadrature weights)"
         lo, hi = ax["extent"]
         extra = f", bounds {ax['bounds']}" if "bounds" in ax else ""
         lines.append(
-            f"  {key} {ax['dim']}: {ax['size']} cells, spacing {sp_txt} {ax['units']}, "
+            f"  {key} {ax['dim']}: {ax['size']} cells, {sp_txt}, "
             f"extent [{lo:.6g}, {hi:.6g}], {ax['order']}{extra}"
         )
     if info["periodic_x"]:

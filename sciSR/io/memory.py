@@ -8,11 +8,14 @@ and refuse with the figures and the fix.
 The estimate counts (per variable, then summed over what is held at once):
 
 * input: the values read (on-disk item size) plus their float working copy;
-* output: the result in float32, the assembled copy, and the cast to the output dtype;
-* work: the temporaries of one batch of the pipeline (about 25 bytes per LR cell: valid mask,
-  normalized float32 and float64 intermediates; about 13 bytes per HR cell: model output,
-  denormalized copy, mask) plus the model's working set on the CPU (the engine's tile budget)
-  or the HR batch copied back from a GPU.
+* output: the float32 result of every batch and its cast to the output dtype;
+* work: the temporaries of the largest batch besides its result (about 25 bytes per LR cell:
+  valid mask, normalized float32 and float64 intermediates; about 9 bytes per HR cell: model
+  output and mask before masking), plus the model's working set for a learned model on the CPU
+  (three times its largest activation over the batch, at most the engine's tile budget).
+
+This is an estimate of the peak, accurate to tens of percent (it errs on the high side); its
+purpose is to refuse calls that cannot fit, which typically exceed the memory many times over.
 
 Memory available: ``SCISR_MEMORY_LIMIT`` (bytes, or with a ``K``/``M``/``G``/``T`` suffix) when set,
 else ``MemAvailable`` from ``/proc/meminfo``, lowered to the cgroup's remaining allowance
@@ -32,7 +35,7 @@ from typing import Any
 ENV = "SCISR_MEMORY_LIMIT"
 #: pipeline temporaries per LR cell and per HR cell of one batch (bytes)
 LR_WORK_BYTES = 25
-HR_WORK_BYTES = 13
+HR_WORK_BYTES = 9
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -109,44 +112,94 @@ class Need:
         return Need(self.input + other.input, self.output + other.output, max(self.work, other.work))
 
 
-def variable_need(
-    lr_cells: int,
-    batch_lr_cells: int,
-    scale: int,
-    src_itemsize: int,
-    out_itemsize: int,
-    work_itemsize: int = 4,
-) -> Need:
-    """Peak memory of downscaling one variable held in memory.
+@dataclass(frozen=True)
+class VarPlan:
+    """How one variable will be processed, for the estimate.
+
+    Attributes:
+        cells: Values of the variable (all loop items and channels), LR.
+        batch_cells: LR values run through the pipeline at once.
+        src_itemsize: Bytes per value as read (plus any mask kept beside it).
+        out_itemsize: Bytes per value of the output (plus any float64 staging of an integer cast).
+        work_itemsize: Bytes per value of the float working copy (4, or 8 for float64 data).
+        streamed: Dask-backed: only ``concurrent`` chunks of ``batch_cells`` are in memory at once.
+        concurrent: Chunks computed at the same time (dask workers) when streamed.
+    """
+
+    cells: int
+    batch_cells: int
+    src_itemsize: int
+    out_itemsize: int
+    work_itemsize: int = 4
+    streamed: bool = False
+    concurrent: int = 1
+
+
+def variable_need(plan: VarPlan, scale: int) -> Need:
+    """Peak memory of downscaling one variable by ``scale`` (see the module docstring)."""
+    s2 = scale * scale
+
+    def held(cells: int) -> Need:
+        return Need(
+            input=cells * (plan.src_itemsize + plan.work_itemsize),
+            output=cells * s2 * (4 + plan.out_itemsize),
+            work=plan.batch_cells * (LR_WORK_BYTES + s2 * HR_WORK_BYTES),
+        )
+
+    if plan.streamed:
+        return Need(work=plan.concurrent * held(plan.batch_cells).total)
+    return held(plan.cells)
+
+
+def call_need(plans: list[VarPlan], pipe: Any, scale: int) -> Need:
+    """Peak memory of a call: inputs and outputs of all variables add up (they stay referenced),
+    temporaries are those of the largest batch, plus the model's working set."""
+    total = Need()
+    for plan in plans:
+        total = total + variable_need(plan, scale)
+    batch = max((p.batch_cells for p in plans), default=0)
+    total.work += model_working_set(pipe, batch, scale)
+    return total
+
+
+def check_call(plans_at: Any, pipe: Any, scale: int, what: str, fixes: list[str | None]) -> None:
+    """Refuse a call whose estimate exceeds the memory available (before reading anything).
 
     Args:
-        lr_cells: Values of the variable (all loop items and channels).
-        batch_lr_cells: Values run through the pipeline at once (one batch).
-        scale: Integer factor.
-        src_itemsize: Bytes per value as read.
-        out_itemsize: Bytes per value of the output dtype.
-        work_itemsize: Bytes per value of the float working copy (4, or 8 for float64 data).
+        plans_at: ``scale -> list[VarPlan]``.
+        pipe: The call's pipeline (its model's working set counts).
+        scale: Requested factor.
+        what: The call, for the message (``"downscaling tas ×4"``).
+        fixes: Ways out, in order; a smaller scale that fits is offered first.
+
+    Raises:
+        InsufficientMemoryError: The figures and the fixes in one line.
     """
-    s2 = scale * scale
-    return Need(
-        input=lr_cells * (src_itemsize + work_itemsize),
-        output=lr_cells * s2 * (2 * 4 + out_itemsize),
-        work=batch_lr_cells * (LR_WORK_BYTES + s2 * HR_WORK_BYTES),
-    )
+    need = call_need(plans_at(scale), pipe, scale)
+    if need.total <= available_bytes():
+        return
+    smaller = scale_fix(lambda k: call_need(plans_at(k), pipe, k), scale)
+    check(need, what, [f for f in (smaller, *fixes) if f])
 
 
-def model_working_set(pipe: Any, batch_hr_cells: int) -> float:
-    """Host memory the model itself needs for one batch: the engine's tile budget on the CPU for a
-    learned model (capped by the batch's size), the HR batch returned from a GPU otherwise."""
-    hr_bytes = 4.0 * batch_hr_cells
+def model_working_set(pipe: Any, batch_lr_cells: int, scale: int) -> float:
+    """Host memory the model itself needs for one batch: for a learned model on the CPU, three
+    times its largest activation over the batch (a layer's input and output, plus the convolution
+    workspace, measured at about half an activation with oneDNN), capped by the engine's tile
+    budget; nothing beyond the batch's output for interpolation or a model on a GPU."""
     engine = getattr(pipe, "engine", None)
     device = getattr(engine, "device", None)
-    learned = any(True for _ in pipe.model.parameters()) if hasattr(pipe, "model") else False
+    model = getattr(pipe, "model", None)
+    learned = model is not None and any(True for _ in model.parameters())
     if device is None or getattr(device, "type", "cpu") != "cpu" or not learned:
-        return 2.0 * hr_bytes
-    from ..engine import default_budget
+        return 0.0
+    from ..engine import activation_bytes_per_pixel, default_budget
 
-    return min(float(default_budget(device)), 32.0 * hr_bytes)
+    try:
+        per_px = activation_bytes_per_pixel(model, int(pipe.in_channels), scale)
+    except Exception:  # a model the probe cannot run: assume 32 float32 values per HR cell
+        per_px = 32.0 * 4.0 * scale * scale
+    return min(float(default_budget(device)), 3.0 * per_px * batch_lr_cells)
 
 
 def check(need: Need, what: str, fixes: list[str]) -> None:

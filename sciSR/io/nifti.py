@@ -14,6 +14,12 @@ Refinement of axes ``(a, b)`` by ``s``: ``A_new = A @ S`` for both sform and qfo
 voxel is the mean of its sub-voxel centres and the field of view is unchanged); codes are kept,
 zooms divided, ``descrip`` set, and float32 data are written with ``scl_slope``/``scl_inter``
 reset — never with the source's integer type and slope.
+
+Writing data that did not come from NIfTI (a NetCDF grid, a GeoTIFF) is refused when they carry
+spatial coordinates, 2-D latitude/longitude or a CRS and no NIfTI affine (``sform``/``qform``
+attrs): a NIfTI file stores only a voxel-to-scanner affine, so the geometry would be lost
+silently. Write NetCDF, Zarr or GeoTIFF instead, or drop the coordinates first to write a plain
+voxel grid. NIfTI has no float16 type (use float32).
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class NiftiAdapter(Adapter):
     default_norm = "percentile"
 
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
-        """Load the volume (eagerly) with its affines, codes and zooms.
+        """Open the volume with its affines, codes and zooms; voxels are read on first access.
 
         Raises:
             ValueError: Not a NIfTI file, or fewer than 2 dims.
@@ -55,12 +61,25 @@ class NiftiAdapter(Adapter):
         img = nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
             raise ValueError(f"{path} is a {type(img).__name__}, not NIfTI")
-        data = np.asarray(img.get_fdata(dtype=np.float32))
-        if data.ndim < 2:
-            raise ValueError(f"{path} has shape {data.shape}; a 2-D slice or 3-D/4-D volume is needed")
+        shape = tuple(int(n) for n in img.shape)
+        if len(shape) < 2:
+            raise ValueError(f"{path} has shape {shape}; a 2-D slice or 3-D/4-D volume is needed")
+        np.asarray(img.dataobj[(-1,) * len(shape)])  # a truncated file fails here, not later
+        from .lazy import lazy_variable
+
+        disk = np.dtype(img.get_data_dtype())
+        var = lazy_variable(
+            DIMS[: len(shape)],
+            shape,
+            np.float32,
+            _NiftiReader(path),
+            what=str(path),
+            bytes_per_value=disk.itemsize + 8 + 4,  # on disk, nibabel's float64 scaling, float32
+            fix="read a sub-volume (ds.isel(k=slice(...)))",
+        )
         hdr = img.header
         slope, inter = img.dataobj.slope, img.dataobj.inter
-        da = xr.DataArray(data, dims=DIMS[: data.ndim])
+        da = xr.DataArray(var)
         da.encoding["scisr_source_dtype"] = np.dtype(img.get_data_dtype())
         if (slope, inter) != (1.0, 0.0):
             da.encoding.update(scl_slope=float(slope), scl_inter=float(inter))
@@ -126,8 +145,9 @@ class NiftiAdapter(Adapter):
         da = ds[name].transpose(*[d for d in DIMS if d in ds[name].dims])
         zooms = list(ds.attrs.get("nifti_zooms") or [1.0] * da.ndim)
         a, b = pick_axes(axes, zooms, da.ndim)
-        hr, norms = _run_volume(da.values, pipe, (a, b), mask_background)
         target = output_dtype(source_dtype(da), dtype)
+        _check_memory(da, pipe, scale, target, (a, b))
+        hr, norms = _run_volume(da.values, pipe, (a, b), mask_background)
         values, enc = _cast(hr, target, da.encoding)
         out_da = xr.DataArray(values, dims=da.dims, attrs=sr_attrs(da.attrs, pipe, scale, norms))
         out_da.encoding.update(enc)
@@ -149,6 +169,29 @@ class NiftiAdapter(Adapter):
             out.encoding["scisr_derived_from"] = derived
         return out
 
+    def check_writable(
+        self, ds: xr.Dataset, variables: Any = None, dtype: Any = None, scale: int = 1
+    ) -> None:
+        """Refuse, before any computation, output NIfTI cannot hold: several volumes, float16,
+        or a grid whose coordinates/CRS a voxel affine cannot carry.
+
+        Raises:
+            ValueError: One line naming the problem and the fix.
+        """
+        from .capability import planned_outputs
+
+        plans = planned_outputs(ds, variables, dtype)
+        if len(plans) > 1:
+            raise ValueError(
+                f"a NIfTI file holds one volume but {[p.name for p in plans]} would be downscaled; "
+                f"pass variables='{plans[0].name}' or write NetCDF/Zarr"
+            )
+        for plan in plans:
+            _check_nifti_dtype(plan.dtype, plan.name)
+            lost = geometry_lost(ds, plan.name)
+            if lost:
+                raise ValueError(_geometry_message(plan.name, lost))
+
     def write(self, ds: xr.Dataset, path: Path, **kw: Any) -> None:
         """Write the volume variable as NIfTI (``.nii`` or gzipped ``.nii.gz`` by the name).
 
@@ -157,12 +200,17 @@ class NiftiAdapter(Adapter):
         with slope/intercept reset; integer data keep the encoding's ``scl_slope``/``scl_inter``.
 
         Raises:
-            ValueError: No suitable variable, or NaN cells in integer data.
+            ValueError: No suitable variable, NaN cells in integer data, float16 data, or
+                coordinates/CRS without a NIfTI affine (the geometry would be lost).
         """
         import nibabel as nib
 
         name = _select(ds, None)
         da = ds[name]
+        lost = geometry_lost(ds, name)
+        if lost:
+            raise ValueError(_geometry_message(name, lost))
+        _check_nifti_dtype(da.dtype, name)
         data = np.asarray(da.values)
         if data.dtype.kind == "f":
             data = data.astype(np.float32, copy=False)
@@ -189,6 +237,77 @@ class NiftiAdapter(Adapter):
         h["cal_min"], h["cal_max"] = 0.0, 0.0
         h["descrip"] = str(ds.attrs.get("descrip", ""))[:79].encode("latin-1", "replace")
         nib.save(img, str(path))
+
+
+def geometry_lost(ds: xr.Dataset, name: str) -> list[str]:
+    """What of ``ds[name]``'s geometry a NIfTI file would drop: its spatial coordinates, 2-D
+    coordinates and CRS/grid mapping; empty when ``ds`` carries a NIfTI affine or none of these."""
+    if any(k in ds.attrs for k in ("sform", "qform")) or name not in ds.variables:
+        return []
+    from ..grid import axis_of, find_spatial_dims
+
+    da = ds[name]
+    lost: list[str] = []
+    spatial = set(find_spatial_dims(da) or ())
+    for cname, c in da.coords.items():
+        on_grid = c.ndim == 1 and c.dims[0] in spatial and c.dtype.kind in "fiu"
+        if on_grid or (c.ndim == 2 and axis_of(cname, c.attrs) is not None):
+            lost.append(str(cname))
+    gm = da.attrs.get("grid_mapping") or da.encoding.get("grid_mapping")
+    if gm or "spatial_ref" in ds.variables:
+        lost.append(f"CRS {gm or 'spatial_ref'}")
+    return lost
+
+
+def _geometry_message(name: str, lost: list[str]) -> str:
+    return (
+        f"NIfTI would lose the geometry of '{name}' ({', '.join(lost)}): a NIfTI file stores only a voxel "
+        f"affine; write NetCDF, Zarr or GeoTIFF, or drop them first (ds.drop_vars(...)) to write a plain "
+        f"voxel grid"
+    )
+
+
+def _check_nifti_dtype(dtype: Any, name: str) -> None:
+    dt = np.dtype(dtype)
+    if dt == np.float16 or dt.kind not in "fiub":
+        raise ValueError(f"NIfTI cannot store '{name}' as {dt}; use dtype='float32' or an integer type")
+
+
+class _NiftiReader:
+    """Reads a block of a NIfTI volume as float32 physical values (slope/intercept applied)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __call__(self, key: tuple[Any, ...]) -> np.ndarray:
+        import nibabel as nib
+
+        return np.asarray(nib.load(self.path).dataobj[key], dtype=np.float32)
+
+
+def _check_memory(
+    da: xr.DataArray, pipe: Pipeline, scale: int, target: np.dtype, axes: tuple[int, int]
+) -> None:
+    """Refuse, before reading, a volume whose estimated memory exceeds what is available.
+
+    The volume is read whole (float32, plus a transposed copy), each 3-D volume runs as one batch
+    of slices, and the slices are stacked.
+    """
+    from . import memory
+
+    vol = int(np.prod(da.shape[:3], dtype=np.int64))
+    out_size = target.itemsize + 4 + (8 if target.kind in "iu" else 0)
+
+    def plans_at(k: int) -> list[memory.VarPlan]:
+        return [memory.VarPlan(int(da.size), vol, 4, out_size, 4)]
+
+    fixes = []
+    if da.ndim > 3:
+        fixes.append(f"downscale fewer volumes (ds.isel({da.dims[3]}=[0]))")
+    slab = next(d for i, d in enumerate(da.dims[:3]) if i not in axes) if da.ndim >= 3 else None
+    if slab is not None:
+        fixes.append(f"downscale fewer slices (ds.isel({slab}=slice(...)))")
+    memory.check_call(plans_at, pipe, scale, f"downscaling {da.name} ×{scale}", fixes)
 
 
 def pick_axes(axes: Sequence[int] | None, zooms: Sequence[float], ndim: int) -> tuple[int, int]:

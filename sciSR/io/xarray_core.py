@@ -191,36 +191,29 @@ def check_memory(
 
     c = max(1, int(pipe.in_channels))
 
-    def need_at(k: int) -> memory.Need:
-        total = memory.Need()
-        batch_hr = 0
+    def plans_at(k: int) -> list[memory.VarPlan]:
+        plans = []
         for name, dims in selected.items():
             var = ds[name]
             h, w = var.sizes[dims[0]], var.sizes[dims[1]]
             loop = [d for d in var.dims if d not in dims]
-            per_item = max(1, c * h * w * k * k * 4)
             out_size = output_dtype(var.dtype, dtype).itemsize
             work = 8 if var.dtype == np.float64 else 4
             if var.chunks is not None:
                 chunk_items = int(np.prod([max(var.chunksizes[d]) for d in loop], dtype=np.int64))
                 n_chunks = int(np.prod([len(var.chunksizes[d]) for d in loop], dtype=np.int64))
-                workers = min(n_chunks, _dask_workers())
-                one = memory.variable_need(chunk_items * h * w, chunk_items * h * w, k, work, out_size, work)
-                total = total + memory.Need(0.0, 0.0, workers * one.total)
-                batch_hr = max(batch_hr, chunk_items * h * w * k * k)
+                cells = chunk_items * h * w
+                plans.append(
+                    memory.VarPlan(cells, cells, work, out_size, work, True, min(n_chunks, _dask_workers()))
+                )
                 continue
-            step = max(1, _EAGER_BATCH_BYTES // per_item)
+            step = max(1, _EAGER_BATCH_BYTES // max(1, c * h * w * k * k * 4))
             items = int(var.size // max(1, h * w))
             batch = min(step * c, items) * h * w
-            total = total + memory.variable_need(int(var.size), batch, k, var.dtype.itemsize, out_size, work)
-            batch_hr = max(batch_hr, batch * k * k)
-        total.work += memory.model_working_set(pipe, batch_hr)
-        return total
+            plans.append(memory.VarPlan(int(var.size), batch, var.dtype.itemsize, out_size, work))
+        return plans
 
-    need = need_at(scale)
-    if need.total <= memory.available_bytes():
-        return
-    fixes = [memory.scale_fix(need_at, scale)]
+    fixes: list[str | None] = []
     for name, dims in selected.items():
         var = ds[name]
         loop = [str(d) for d in var.dims if d not in dims]
@@ -232,7 +225,7 @@ def check_memory(
             )
         fixes.append(f"downscale a spatial subset (ds.isel({dims[0]}=slice(...), {dims[1]}=slice(...)))")
     names = ", ".join(map(str, selected))
-    memory.check(need, f"downscaling {names} ×{scale}", [f for f in fixes if f])
+    memory.check_call(plans_at, pipe, scale, f"downscaling {names} ×{scale}", fixes)
 
 
 def _dask_workers() -> int:

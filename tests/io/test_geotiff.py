@@ -7,6 +7,7 @@ import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
+import xarray as xr
 from affine import Affine
 
 import sciSR
@@ -207,7 +208,7 @@ def test_crs_survives_a_cf_round_trip_back_to_geotiff(tmp_path, dem_path, via):
     with rasterio.open(dem_path) as a, rasterio.open(tmp_path / "back.tif") as b:
         assert b.crs == a.crs and b.transform.almost_equals(a.transform)
     with rasterio.open(dem_path) as a, rasterio.open(tmp_path / "x2.tif") as b:
-        assert b.crs == a.crs and b.transform.almost_equals(a.transform * Affine.scale(0.5))
+        assert b.crs == a.crs and b.transform.almost_equals(a.transform @ Affine.scale(0.5))
 
 
 def test_xarray_input_rewrites_stale_geotransform(tmp_path, dem_path):
@@ -324,3 +325,50 @@ def test_integer_output_never_turns_valid_cells_into_nodata(tmp_path, dem_path):
     with rasterio.open(tmp_path / "u8_x2.tif") as f:
         out = f.read(1)
     np.testing.assert_array_equal(out == 0, up_mask(data == 0, 2))  # ...but the mask stays exact
+
+
+@pytest.mark.parametrize("via_downscale", [False, True])
+def test_south_up_array_written_north_up_with_exact_origin(tmp_path, via_downscale):
+    """Ascending y (south-up rows, as ETOPO/CF grids store them) is written north-up: the
+    transform's origin is the north edge and row 0 of the file is the northernmost row."""
+    y = 10.5 + np.arange(3)  # cell centres, south to north, 1 unit cells: extent 10..13
+    x = 100.5 + np.arange(4)
+    vals = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    ds = xr.Dataset(
+        {"band_data": (("band", "y", "x"), vals)},
+        coords={
+            "band": [1],
+            "y": ("y", y, {"units": "degrees_north"}),
+            "x": ("x", x, {"units": "degrees_east"}),
+        },
+    )
+    expect = vals
+    if via_downscale:
+        ds = sciSR.downscale(ds, model="nearest", scale=2)
+        expect = np.repeat(np.repeat(vals, 2, axis=1), 2, axis=2)
+        assert np.all(np.diff(ds.y.values) > 0)  # still south-up in memory
+    sciSR.write(ds, tmp_path / "s.tif")
+    with rasterio.open(tmp_path / "s.tif") as f:
+        d = 0.5 if via_downscale else 1.0
+        assert tuple(f.transform)[:6] == (d, 0.0, 100.0, 0.0, -d, 13.0)
+        assert f.crs == rasterio.crs.CRS.from_epsg(4326)
+        got = f.read()
+    np.testing.assert_array_equal(got, expect[:, ::-1, :])
+    # reading it back gives north-up coordinates with the same cells
+    back = sciSR.open(tmp_path / "s.tif")
+    np.testing.assert_allclose(back.y.values, np.sort(ds.y.values)[::-1])
+    np.testing.assert_array_equal(back.band_data.values, expect[:, ::-1, :])
+
+
+def test_open_is_lazy_and_windows_read_exactly(dem_path):
+    with rasterio.open(dem_path) as f:
+        full = f.read(masked=True).astype(np.float32).filled(np.nan)
+    ds = sciSR.open(dem_path)
+    assert not isinstance(ds.band_data.variable._data, np.ndarray)  # nothing read yet
+    for sel in (
+        {"y": slice(3, 17), "x": slice(5, 40)},
+        {"y": slice(None, None, 3), "x": slice(30, 2, -4)},
+        {"y": 7, "x": slice(1, 9)},
+    ):
+        got = ds.band_data.isel(sel).values
+        np.testing.assert_array_equal(got, full[(slice(None), sel["y"], sel["x"])])

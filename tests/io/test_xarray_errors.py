@@ -186,5 +186,5 @@ def test_describe_sample(tas_path):
     text = describe(tas_path)
     assert "format: netcdf" in text
     assert "tas (time: 3, lat: 96, lon: 192) float32  spatial dims (lat, lon)  valid 100.0%" in text
-    assert "spacing irregular" in text and "extent [-90, 90]" in text
+    assert "Gaussian latitudes (N=96" in text and "extent [-90, 90]" in text
     assert "spacing 1.875 degrees_east" in text and "x is periodic" in text
