@@ -60,6 +60,10 @@ _critical_depth = 0
 _pending: int | None = None
 _terminating = False
 _message_prefix = "scisr"
+#: A duplicate of file descriptor 2 taken when the handlers were installed: the message reaches
+#: the real stderr even while a library has fd 2 redirected (GDAL/libtiff output is captured
+#: during GeoTIFF writes).
+_stderr_fd: int | None = None
 
 
 def exit_code(signum: int) -> int:
@@ -147,7 +151,10 @@ def _terminate(signum: int) -> None:
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     with contextlib.suppress(Exception):
-        os.write(2, f"{_message_prefix}: interrupted ({name}){what}\n".encode())
+        os.write(
+            2 if _stderr_fd is None else _stderr_fd,
+            f"{_message_prefix}: interrupted ({name}){what}\n".encode(),
+        )
     os._exit(exit_code(signum))
 
 
@@ -173,10 +180,14 @@ def install_handlers(prefix: str = "scisr") -> Callable[[], None]:
     Returns:
         A function restoring the previous handlers.
     """
-    global _message_prefix
+    global _message_prefix, _stderr_fd
     _message_prefix = prefix
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
+    own_fd = None
+    if _stderr_fd is None:
+        with contextlib.suppress(OSError):
+            own_fd = _stderr_fd = os.dup(2)
     previous: dict[int, Any] = {}
     for name in HANDLED:
         sig = getattr(signal, name)
@@ -187,8 +198,13 @@ def install_handlers(prefix: str = "scisr") -> Callable[[], None]:
         signal.signal(sig, _handler)
 
     def restore() -> None:
+        global _stderr_fd
         for sig, old in previous.items():
             signal.signal(sig, old)
+        if own_fd is not None and _stderr_fd == own_fd:
+            _stderr_fd = None
+            with contextlib.suppress(OSError):
+                os.close(own_fd)
 
     return restore
 

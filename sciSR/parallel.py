@@ -83,6 +83,11 @@ def check_job(paths: Sequence[str | Path], out_dir: Path, outs: Sequence[str | P
             raise OutputError(f"output folder {out_dir} {what} {src}; choose another folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"output folder {out_dir} is an existing file; choose a folder")
+    existing = next((a for a in [out_dir, *out_dir.parents] if a.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OutputError(
+            f"cannot create output folder {out_dir}: {existing} is a file; choose another folder"
+        )
     for o in outs:
         o = Path(o)
         adapter = adapter_for_path(o, must_exist=False)

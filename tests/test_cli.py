@@ -1,4 +1,4 @@
-"""The scisr command: help, models, errors as one line with non-zero exit."""
+"""The scisr command: help, models, errors as one line with non-zero exit, shared options."""
 
 from __future__ import annotations
 
@@ -38,9 +38,63 @@ def test_debug_shows_traceback(tmp_path) -> None:
     assert r.returncode != 0 and "Traceback" in r.stderr
 
 
-def test_usage_error_exit_code() -> None:
+def test_usage_error_is_one_line_with_exit_code_2() -> None:
     r = run("downscale")
     assert r.returncode == 2
+    assert r.stderr == "scisr: error: missing argument 'SRC' (see 'scisr downscale --help')\n"
+
+
+def test_debug_after_the_subcommand(tmp_path) -> None:
+    r = run("downscale", str(tmp_path / "missing.nc"), "-o", str(tmp_path / "o.nc"), "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr and "no such option" not in r.stderr
+
+
+def test_python_dash_m_sciSR() -> None:
+    r = subprocess.run([sys.executable, "-m", "sciSR", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "Usage: scisr" in r.stdout and "batch" in r.stdout
+
+
+def _options(command) -> dict[str, tuple]:
+    return {
+        p.name: (tuple(p.opts), tuple(p.secondary_opts), p.help, str(p.type), p.default, p.multiple)
+        for p in command.params
+        if p.param_type_name == "option"
+    }
+
+
+def test_batch_has_every_option_of_downscale_with_the_same_help() -> None:
+    from sciSR.cli import PIPELINE_OPTIONS, batch_cmd, downscale_cmd
+
+    down, batch = _options(downscale_cmd), _options(batch_cmd)
+    shared = set(down) - {"out", "progress"}
+    assert len(shared) == len(PIPELINE_OPTIONS) + 1  # + --debug
+    for name in shared:
+        assert batch.get(name) == down[name], name
+
+
+def test_batch_passes_shared_options_through(tmp_path, monkeypatch) -> None:
+    import sciSR.parallel
+
+    seen = {}
+
+    def fake(paths, out_dir, model, scale, **kw):
+        seen.update(kw, model=model, scale=scale)
+        return []
+
+    monkeypatch.setattr(sciSR.parallel, "downscale_files", fake)
+    args = ["batch", "a.nc", "-o", str(tmp_path), "-m", "espcn", "-s", "2", "--tile", "32", "--norm", "none"]
+    assert main([*args, "--random-init", "--channels", "2", "-v", "tas", "--dtype", "source"]) == 0
+    assert seen["model"] == "espcn" and seen["scale"] == 2 and seen["tile"] == 32 and seen["norm"] is None
+    assert seen["pretrained"] is False and seen["in_channels"] == 2 and seen["variables"] == ["tas"]
+    assert seen["dtype"] == "source"
+
+
+def test_signal_handlers_are_restored_after_main() -> None:
+    import signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    assert main(["models"]) == 0
+    assert {s: signal.getsignal(s) for s in before} == before
 
 
 def test_warnings_are_one_line() -> None:

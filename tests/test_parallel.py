@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -55,3 +59,48 @@ def test_cli_batch(tmp_path, capsys) -> None:
     assert (tmp_path / "cmip5_tas_mpi-esm-lr_2005_x2.nc").exists() and (
         tmp_path / "etopo5_alps_x2.tif"
     ).exists()
+
+
+@pytest.mark.slow
+def test_concurrent_netcdf_batches_do_not_crash(tmp_path) -> None:
+    """10 local-thread batches of 4 NetCDF files (two NetCDF-3 samples, two NetCDF-4 copies).
+
+    Runs in a subprocess: unsafe concurrent access to the netCDF-C/HDF5 libraries crashes the
+    process (SIGSEGV/SIGBUS) rather than raising.
+    """
+    script = textwrap.dedent(
+        f"""
+        import shutil, warnings
+        from pathlib import Path
+        import xarray as xr
+        from sciSR.data import sample_path
+        from sciSR.parallel import downscale_files
+        warnings.simplefilter("ignore")
+        d = Path({str(tmp_path)!r})
+        srcs = []
+        for i, name in enumerate(["cmip5_tas_mpi-esm-lr_2005.nc", "coads_sst_climatology.nc"]):
+            srcs.append(Path(shutil.copy(sample_path(name), d / f"c{{i}}.nc")))
+            with xr.open_dataset(sample_path(name), decode_times=False) as ds:
+                ds.load().to_netcdf(d / f"h{{i}}.nc", format="NETCDF4")
+            srcs.append(d / f"h{{i}}.nc")
+        for rep in range(10):
+            results = downscale_files(srcs, d / f"out{{rep}}", "bicubic", 2)
+            assert all(r.ok for r in results), results
+        print("ok", len(list(d.glob("out*/*.nc"))))
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"rc {r.returncode}: {r.stderr[-3000:]}"
+    assert r.stdout.split() == ["ok", "40"]
+
+
+def test_job_is_checked_before_the_output_folder_is_made(tmp_path) -> None:
+    from sciSR.io.safety import OutputError
+
+    src = tmp_path / "dem.tif"
+    src.write_bytes(sample_path(SAMPLES[1]).read_bytes())
+    with pytest.raises(OutputError, match=r"dem\.tif is a file"):
+        downscale_files([src], src / "sub", "bicubic", 2)
+    with pytest.raises(ValueError, match="unknown extension"):
+        downscale_files([src], tmp_path / "new", "bicubic", 2, suffix=".xyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dem.tif"]

@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 _TEMP_RE = re.compile(r"^\.scisr-(tmp|old)-([0-9a-f]{8})-(\d+)-([0-9a-f]{8})-(.+)$")
+#: RuntimeError messages of file libraries (netCDF-C/HDF5, GDAL, zarr stores) while writing.
+_LIBRARY_ERROR = re.compile(r"NetCDF|HDF|GDAL|TIFF|I/O|[Nn]o space|quota|disk", re.IGNORECASE)
 HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
@@ -321,35 +323,26 @@ def atomic_path(target: str | Path, *, directory_store: bool | None = None) -> I
         interrupts.untrack(token)
 
 
-@contextlib.contextmanager
-def _own_dask_pool() -> Iterator[None]:
-    """Run dask's threaded computations of this block on a private pool that is joined on exit.
+def _finish_thread_dask_pools(cancel: bool) -> None:
+    """Shut down the dask thread pools owned by the calling thread, waiting for their tasks.
 
-    When a chunked write fails, dask raises at the first error while other chunks are still
-    being written; joining the pool before the temporary output is removed makes the removal
-    final. Other schedulers (a distributed client) are left alone.
+    dask's threaded scheduler gives every thread other than the main one its own pool
+    (``dask.threaded.pools``). When a chunked write fails, dask raises at the first error while
+    other chunks are still being written by that pool; joining it before the temporary output
+    is removed makes the removal final. Writers run in threads other than the main one (see
+    :func:`write_atomic`), so the pool joined here is the write's own. Nothing happens when dask
+    is not loaded or keeps its pools elsewhere.
     """
-    if "dask" not in sys.modules:
-        yield
+    threaded = sys.modules.get("dask.threaded")
+    pools = getattr(threaded, "pools", None)
+    lock = getattr(threaded, "pools_lock", None)
+    if not isinstance(pools, dict) or lock is None:
         return
-    import dask
-    import dask.threaded
-    from dask.base import get_scheduler
-
-    if get_scheduler() not in (None, dask.threaded.get):
-        yield
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="scisr-write")
-    ok = False
-    try:
-        with dask.config.set(pool=pool, scheduler="threads"):
-            yield
-        ok = True
-    finally:
-        pool.shutdown(wait=True, cancel_futures=not ok)
+    with lock:
+        mine = pools.pop(threading.current_thread(), {})
+    for pool in mine.values():
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=True, cancel_futures=cancel)
 
 
 class _WriteState:
@@ -376,6 +369,8 @@ def _blame_output(exc: BaseException, target: Path) -> BaseException:
         return exc
     if not isinstance(exc, (OSError, RuntimeError)):
         return exc
+    if not isinstance(exc, OSError) and not _LIBRARY_ERROR.search(str(exc)):
+        return exc  # a model or computation error raised while lazy data were written
     msg = " ".join(str(exc).split()) or type(exc).__name__
     if str(target) in msg:
         return exc
@@ -422,11 +417,15 @@ def write_atomic(
     tmp = temp_path(target)
     token = interrupts.track(tmp, remove_path)
     state = _WriteState()
+    own_thread = threading.current_thread() is threading.main_thread()  # the writer gets a thread
 
     def job() -> None:
         try:
-            with _own_dask_pool():
+            try:
                 writer(tmp)
+            except BaseException:
+                _finish_thread_dask_pools(cancel=True)
+                raise
             if not (tmp.exists() or tmp.is_symlink()):
                 raise RuntimeError(f"the writer produced no output for {target}")
             interrupts.slow_write_hook()
@@ -440,9 +439,11 @@ def write_atomic(
             remove_path(tmp)
         finally:
             interrupts.untrack(token)
+            if own_thread:  # this thread ends now: release its dask pool at once
+                _finish_thread_dask_pools(cancel=False)
             state.done.set()
 
-    if threading.current_thread() is threading.main_thread():
+    if own_thread:
         thread = threading.Thread(target=job, name=f"scisr-write-{target.name}", daemon=True)
         thread.start()
         try:

@@ -70,6 +70,7 @@ def _signal_and_wait(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sample", "out_name", "sig"),
     [
@@ -92,6 +93,7 @@ def test_signal_mid_write_keeps_previous_output(guard, sample, out_name, sig) ->
     assert line.startswith(f"scisr: interrupted ({sig})") and "removed partial output" in line
 
 
+@pytest.mark.slow
 def test_sigterm_during_batch_removes_every_partial_output(guard) -> None:
     srcs = [guard.sample(NC, f"t{i}.nc") for i in range(3)]
     out = guard.root / "out"
@@ -102,6 +104,7 @@ def test_sigterm_during_batch_removes_every_partial_output(guard) -> None:
     assert not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_ctrl_c_inside_a_real_netcdf_write(guard) -> None:
     """No test hook: the signal lands while the netCDF library writes a large file."""
     n = 1000
@@ -251,25 +254,68 @@ def _big_netcdf(guard) -> Path:
     return p
 
 
-@pytest.mark.parametrize(
-    "out_name",
-    [
-        "o.nc",
-        "o.zarr",
-        pytest.param(
-            "o.tif",
-            marks=pytest.mark.xfail(
-                strict=True, reason="owner: io helper (geotiff.py) — libtiff/GDAL print extra stderr lines"
-            ),
-        ),
-    ],
-)
+@pytest.mark.slow
+@pytest.mark.parametrize("out_name", ["o.nc", "o.zarr", "o.tif"])
 def test_full_disk_is_one_line_naming_the_output(guard, out_name) -> None:
     src = _big_netcdf(guard)
-    proc = _start("downscale", str(src), "-o", str(guard.root / out_name), "-s", "2", slow=None,
-                  preexec_fn=_file_size_limit(100_000))
+    proc = _start(
+        "downscale",
+        str(src),
+        "-o",
+        str(guard.root / out_name),
+        "-s",
+        "2",
+        slow=None,
+        preexec_fn=_file_size_limit(100_000),
+    )
     _, err = proc.communicate(timeout=HANG_S * 2)
     assert proc.returncode == 1
     line = one_line(err)
     assert line.startswith("scisr: error: cannot write") and out_name in line
     assert not (guard.root / out_name).exists()
+
+
+# ---------------------------------------------------------------- the handlers themselves
+_HANDLER_SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+from sciSR import interrupts
+from sciSR.io.safety import remove_path
+d = Path(sys.argv[1])
+interrupts.install_handlers("scisr")
+tmp = d / ".scisr-tmp-partial"
+tmp.mkdir()
+(tmp / "chunk").write_bytes(b"x")
+interrupts.track(tmp, remove_path)
+with interrupts.critical():
+    os.kill(os.getpid(), signal.{sig})
+    time.sleep(0.2)
+    (d / "published").write_text("the critical section ran to its end")
+time.sleep(30)
+(d / "after").write_text("must not happen")
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_signal_inside_a_critical_section_waits_for_its_end(guard, sig) -> None:
+    script = _HANDLER_SCRIPT.replace("{sig}", sig)
+    r = subprocess.run(
+        [sys.executable, "-c", script, str(guard.root)], capture_output=True, text=True, timeout=HANG_S
+    )
+    assert r.returncode == EXIT_CODES[sig]
+    assert (guard.root / "published").exists() and not (guard.root / "after").exists()
+    assert f"interrupted ({sig}); removed partial output" in r.stderr
+
+
+def test_ignored_signals_stay_ignored(guard) -> None:
+    """``nohup`` and background jobs start with SIGHUP/SIGINT ignored: the command keeps that."""
+    script = (
+        "import signal\nfrom sciSR import interrupts\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "restore = interrupts.install_handlers()\n"
+        "print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)\n"
+        "print(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL)\n"
+        "restore()\nprint(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_S)
+    assert r.stdout.split() == ["True", "True", "True"], r.stderr
