@@ -267,12 +267,17 @@ def adapter_for_path(path: str | Path, must_exist: bool = True) -> Adapter:
 
     Raises:
         FileNotFoundError: ``must_exist`` and the path does not exist.
-        ValueError: The extension is unknown (lists the supported extensions, and the content's
+        ValueError: An input that is not a regular file or directory (a FIFO would block), or
+            the extension is unknown (lists the supported extensions, and the content's
             format when it is recognised).
     """
     p = Path(path)
     if must_exist and not p.exists():
+        if p.is_symlink():
+            raise FileNotFoundError(f"no such file or directory: {p} (a symbolic link to a missing path)")
         raise FileNotFoundError(f"no such file or directory: {p}")
+    if must_exist and not (p.is_file() or p.is_dir()):
+        raise ValueError(f"cannot read {p}: it is not a regular file (a device, FIFO or socket)")
     by_ext = _adapter_by_extension(p)
     sig = sniff(p) if must_exist else None
     adapters = list_adapters()

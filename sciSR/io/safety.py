@@ -58,6 +58,8 @@ __all__ = [
 _TEMP_RE = re.compile(r"^\.scisr-(tmp|old)-([0-9a-f]{8})-(\d+)-([0-9a-f]{8})-(.+)$")
 #: RuntimeError messages of file libraries (netCDF-C/HDF5, GDAL, zarr stores) while writing.
 _LIBRARY_ERROR = re.compile(r"NetCDF|HDF|GDAL|TIFF|I/O|[Nn]o space|quota|disk", re.IGNORECASE)
+#: Longest file name most file systems accept (bytes).
+NAME_MAX = 255
 HOST_TAG = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
@@ -76,9 +78,25 @@ class TempName:
 
 
 def temp_path(target: Path, kind: str = "tmp") -> Path:
-    """A fresh temporary path beside ``target`` (``kind`` is ``"tmp"`` or ``"old"``)."""
+    """A fresh temporary path beside ``target`` (``kind`` is ``"tmp"`` or ``"old"``).
+
+    A target name too long to carry the prefix within :data:`NAME_MAX` bytes is shortened in
+    the middle (``~`` marks the cut) and keeps its extension.
+    """
     tag = uuid.uuid4().hex[:8]
-    return target.with_name(f".scisr-{kind}-{HOST_TAG}-{os.getpid()}-{tag}-{target.name}")
+    prefix = f".scisr-{kind}-{HOST_TAG}-{os.getpid()}-{tag}-"
+    name = target.name
+    if len((prefix + name).encode()) > NAME_MAX:
+        ext = "".join(Path(name).suffixes[-2:])[-16:]
+        stem = name[: len(name) - len(ext)]
+        while stem and len((prefix + stem + "~" + ext).encode()) > NAME_MAX:
+            stem = stem[:-1]
+        name = stem + "~" + ext
+    return target.with_name(prefix + name)
+
+
+def _is_shortened(name: str) -> bool:
+    return len(name.encode()) >= NAME_MAX - 4 and "~" in name
 
 
 def parse_temp_name(name: str) -> TempName | None:
@@ -137,6 +155,8 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
                 continue
             target = d / parts.target_name
             if parts.kind == "old" and not (target.exists() or target.is_symlink()):
+                if _is_shortened(entry.name):
+                    continue  # the previous output of a target whose full name is unknown: keep it
                 os.replace(path, target)
             else:
                 remove_path(path)
@@ -204,8 +224,11 @@ def check_inputs(path: Path, sources: Sequence[str | Path]) -> None:
 def check_existing(path: Path, directory_store: bool) -> None:
     """Refuse to replace anything but a previous output of the same kind.
 
+    A file without any write permission bit (``chmod a-w``) is protected: it is not replaced.
+
     Raises:
-        OutputError: ``path`` exists and is not a file (file formats) or a Zarr store (Zarr).
+        OutputError: ``path`` exists and is not a file (file formats) or a Zarr store (Zarr),
+            or is a read-only file.
     """
     if not (path.exists() or path.is_symlink()):
         return
@@ -229,6 +252,11 @@ def check_existing(path: Path, directory_store: bool) -> None:
         )
     if path.exists() and not stat.S_ISREG(path.stat().st_mode):
         raise OutputError(f"{path} exists and is not a regular file; choose another name")
+    if path.exists() and not path.stat().st_mode & 0o222:
+        raise OutputError(
+            f"{path} is read-only; make it writable (chmod u+w) to let sciSR replace it, "
+            f"or choose another name"
+        )
 
 
 def check_output_path(

@@ -319,3 +319,11 @@ def test_ignored_signals_stay_ignored(guard) -> None:
     )
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=HANG_S)
     assert r.stdout.split() == ["True", "True", "True"], r.stderr
+
+
+def test_temporary_names_of_long_targets_fit_and_keep_the_extension(guard) -> None:
+    target = guard.root / ("é" * 120 + ".nii.gz")  # 247 bytes
+    tmp = temp_path(target)
+    assert len(tmp.name.encode()) <= 255 and tmp.name.endswith("~.nii.gz")
+    short = temp_path(guard.root / "a.nc")
+    assert short.name.endswith("-a.nc") and short.name.startswith(f".scisr-tmp-{HOST_TAG}-{os.getpid()}-")

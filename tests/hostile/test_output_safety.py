@@ -300,3 +300,48 @@ def test_result_is_intact_after_refused_then_allowed_write(guard) -> None:
     hr = _down(src, guard.root / "ok.tif")
     back = sciSR.open(guard.root / "ok.tif")
     np.testing.assert_allclose(back["band_data"].values, hr["band_data"].values, equal_nan=True)
+
+
+# ---------------------------------------------------------------- more of our own
+def test_read_only_previous_output_is_protected(guard) -> None:
+    out = guard.file("final.tif", b"a result someone protected with chmod a-w")
+    out.chmod(0o444)
+    try:
+        with pytest.raises(OutputError, match="read-only"):
+            _down(guard.sample(TIF), out)
+    finally:
+        out.chmod(0o644)
+
+
+def test_very_long_output_name(guard) -> None:
+    out = guard.root / ("x" * 246 + ".tif")
+    _down(guard.sample(TIF), out)
+    assert sciSR.open(out).sizes["x"] == 256
+
+
+def test_spaces_and_unicode_in_names(guard, capsys) -> None:
+    src = guard.sample(NC, "température été.nc", folder=guard.root / "dossier à espaces")
+    out = guard.root / "dossier à espaces" / "résultat ×2.zarr"
+    assert main(["downscale", str(src), "-o", str(out), "-s", "2"]) == 0
+    assert sciSR.open(out)["tas"].shape[-2:] == (192, 384)
+
+
+def test_fifo_as_input_is_refused_without_blocking(guard, capsys) -> None:
+    fifo = guard.root / "stream.nc"
+    os.mkfifo(fifo)
+    assert main(["info", str(fifo)]) == 1
+    assert "not a regular file" in one_line(capsys.readouterr().err)
+
+
+def test_device_behind_a_symlink_is_refused(guard, capsys) -> None:
+    link = guard.root / "zeros.tif"
+    link.symlink_to("/dev/zero")
+    assert main(["downscale", str(link), "-o", str(guard.root / "o.tif")]) == 1
+    assert "not a regular file" in one_line(capsys.readouterr().err)
+
+
+def test_dangling_symlink_as_input(guard, capsys) -> None:
+    link = guard.root / "gone.nc"
+    link.symlink_to(guard.root / "deleted.nc")
+    assert main(["info", str(link)]) == 1
+    assert "symbolic link to a missing path" in one_line(capsys.readouterr().err)
