@@ -232,3 +232,18 @@ def keep_image_layers_fp32(model: nn.Module, in_channels: int, scale: int) -> li
 def fp32_marked(model: nn.Module) -> list[nn.Module]:
     """Modules of ``model`` currently marked by :func:`keep_fp32`."""
     return [m for m in model.modules() if getattr(m, _HOOK_TAG, None)]
+
+
+def release_fp32(model: nn.Module) -> int:
+    """Remove the hooks :func:`keep_fp32` put on ``model``'s modules (whole-network autocast again).
+
+    Returns:
+        Number of modules released.
+    """
+    n = 0
+    for m in fp32_marked(model):
+        for h in getattr(m, _HOOK_TAG):
+            h.remove()
+        delattr(m, _HOOK_TAG)
+        n += 1
+    return n
