@@ -52,6 +52,9 @@ _NOT_TAGS = (
     "_FillValue",
     "long_name_bands",
     "coordinates",
+    "scale_factor",
+    "add_offset",
+    "missing_value",
 )
 
 
@@ -702,7 +705,15 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
         a = np.asarray(da.transpose(*lead, ydim, xdim).values)
         a = a.reshape(-1, *a.shape[-2:])
         n = a.shape[0]
-        enc = da.encoding
+        enc = dict(da.encoding)
+        if (
+            a.dtype.kind in "iu"
+            and enc.get("scales") is None
+            and ("scale_factor" in da.attrs or "add_offset" in da.attrs)
+        ):
+            # CF-packed integers (undecoded, as dtype="source" gives them): the packing becomes band scales
+            enc["scales"] = (float(da.attrs.get("scale_factor", 1.0)),) * n
+            enc["offsets"] = (float(da.attrs.get("add_offset", 0.0)),) * n
         packed = a.dtype.kind in "iu" and enc.get("scales") is not None and len(enc["scales"]) == n
         if packed and dtype.kind == "f":  # mixed with float variables: unpack to physical values
             a = a * np.reshape(enc["scales"], (-1, 1, 1)) + np.reshape(enc["offsets"], (-1, 1, 1))

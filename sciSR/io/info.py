@@ -46,7 +46,8 @@ def describe(ds: xr.Dataset | xr.DataArray | str | Path) -> str:
         text = f"  {name} ({shape}) {var.dtype}"
         if "scisr_source_dtype" in var.encoding or "dtype" in var.encoding:
             disk = np.dtype(var.encoding.get("scisr_source_dtype", var.encoding.get("dtype")))
-            text += f" (stored as {disk})" if disk != var.dtype else ""
+            if disk != var.dtype and disk.kind in "fiu" and var.dtype.kind in "fiu":
+                text += f" (stored as {disk})"
         if dims:
             grids.setdefault(dims, []).append(str(name))
             text += f"  spatial dims ({dims[0]}, {dims[1]})  valid {_valid_fraction(var)}"

@@ -34,13 +34,12 @@ class NetCDFAdapter(Adapter):
     name = "netcdf"
     extensions = (".nc", ".nc4", ".cdf", ".netcdf")
 
-    def open(self, path: Path, lazy: bool = True, **kw: Any) -> xr.Dataset:
-        """Open lazily (metadata, and one value per variable to detect truncation).
+    def open(self, path: Path, **kw: Any) -> xr.Dataset:
+        """Open lazily: metadata, and one value per variable to detect truncation; variables are
+        read on first access.
 
         Args:
             path: The file.
-            lazy: Accepted for symmetry with the array adapters; NetCDF variables are always
-                read on first access.
             **kw: Passed to ``xr.open_dataset`` (``chunks=`` for dask-backed variables...).
         """
         kw.setdefault("engine", "netcdf4")

@@ -233,7 +233,8 @@ class NiftiAdapter(Adapter):
         if data.dtype.kind == "f":
             h.set_slope_inter(np.nan, np.nan)
         else:
-            h.set_slope_inter(da.encoding.get("scl_slope", np.nan), da.encoding.get("scl_inter", np.nan))
+            slope = da.encoding.get("scl_slope", da.attrs.get("scale_factor", np.nan))  # CF packing too
+            h.set_slope_inter(slope, da.encoding.get("scl_inter", da.attrs.get("add_offset", np.nan)))
         h["cal_min"], h["cal_max"] = 0.0, 0.0
         h["descrip"] = str(ds.attrs.get("descrip", ""))[:79].encode("latin-1", "replace")
         nib.save(img, str(path))
