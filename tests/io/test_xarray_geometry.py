@@ -71,6 +71,9 @@ def test_gaussian_dataarray_takes_bounds_from_its_file(tas):
     assert "lat_bnds" not in tas.tas.coords  # the DataArray has no bounds of its own
     np.testing.assert_array_equal(da.lat.values, whole.lat.values)
     np.testing.assert_array_equal(da.values, whole.tas.values)
+    # a band of rows finds its own bounds rows in the file
+    band = sciSR.downscale(tas.tas.isel(lat=slice(0, 10)), model="bicubic", scale=2)
+    np.testing.assert_array_equal(band.lat.values, whole.lat.values[:20])
 
 
 def _gauss_midpoints(lat, s):
