@@ -26,6 +26,7 @@ missing is renamed back onto the target (it is the last complete output).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
 import os
@@ -106,7 +107,8 @@ def parse_temp_name(name: str) -> TempName | None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    """Whether process ``pid`` may still run (``True`` when it cannot be told)."""
+    if pid == os.getpid() or os.name != "posix":  # os.kill(pid, 0) terminates processes on Windows
         return True
     try:
         os.kill(pid, 0)
@@ -421,7 +423,9 @@ def write_atomic(
     From the main thread the writer runs in a helper thread and the main thread waits for it,
     so Ctrl-C is raised at once even while a file library is busy; the helper thread then
     finishes (or fails) on its own and removes the abandoned temporary output. The swap onto
-    ``target`` happens only for a complete, non-abandoned write.
+    ``target`` happens only for a complete, non-abandoned write. The helper thread runs in a
+    copy of the caller's ``contextvars`` context; thread-local settings (``rasterio.Env``) do
+    not follow it, so GDAL options belong in the environment or the writer's arguments.
 
     Args:
         target: Output path.
@@ -472,7 +476,10 @@ def write_atomic(
             state.done.set()
 
     if own_thread:
-        thread = threading.Thread(target=job, name=f"scisr-write-{target.name}", daemon=True)
+        context = contextvars.copy_context()  # the writer sees the caller's context variables
+        thread = threading.Thread(
+            target=context.run, args=(job,), name=f"scisr-write-{target.name}", daemon=True
+        )
         thread.start()
         try:
             while not state.done.wait(0.1):
