@@ -131,15 +131,12 @@ def auto_tile_size(
 
 
 def available_memory() -> float:
-    """Bytes of memory available to new allocations (``MemAvailable``; 4 GiB if unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4.0 * 2**30
+    """Bytes available to a call (:func:`sciSR.sysinfo.available_bytes`: ``SCISR_MEMORY_LIMIT``,
+    else ``MemAvailable`` lowered to the container's cgroup allowance); 4 GiB if unknown."""
+    from .sysinfo import available_bytes
+
+    free = available_bytes()
+    return free if math.isfinite(free) else 4.0 * 2**30
 
 
 def default_budget(device: torch.device) -> float:
