@@ -542,27 +542,27 @@ def fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> list
         ``a``: ``(*loop, [C,] H, W)``.
     """
     import dask
+    import dask.array as dsa
 
-    if pipe.norm_params:
-        return [pipe.make_normalizer() for _ in range(c)]
     chans = [a] if c == 1 else [a[(slice(None),) * nlead + (i,)] for i in range(c)]
     normalizers = [pipe.make_normalizer() for _ in range(c)]
     kind = normalizers[0].kind
-    recipe = _DASK_STATS.get(kind)
-    if recipe is None:
+    recipe = None if pipe.norm_params else _DASK_STATS.get(kind)
+    if recipe is None and not pipe.norm_params:
         warnings.warn(f"norm={kind!r} has no dask recipe: loading {name!r} once to fit it", stacklevel=5)
         return [nz.fit(np.asarray(ch)) for nz, ch in zip(normalizers, chans)]
-    import dask.array as dsa
-
     lazy = []
     for ch in chans:
         x = dsa.where(dsa.isfinite(ch), ch, np.nan).astype(np.float64)
-        lazy.append((dsa.isfinite(x).sum(), recipe(x)))
+        stats = recipe(x) if recipe is not None else {}
+        lazy.append((dsa.isfinite(x).sum(), stats, dsa.nanmin(x), dsa.nanmax(x)))
     computed = dask.compute(*lazy)
-    for nz, (count, stats) in zip(normalizers, computed):
+    for nz, (count, stats, lo, hi) in zip(normalizers, computed):
         if int(count) == 0:
             raise ValueError(f"variable {name!r} is all NaN/fill: nothing valid to downscale")
-        nz.params = _DASK_FINISH[kind]({k: float(v) for k, v in stats.items()})
+        if recipe is not None:
+            nz.params = _DASK_FINISH[kind]({k: float(v) for k, v in stats.items()})
+        nz.valid_range = (float(lo), float(hi))  # for clip=True, as Pipeline.fit records it
     return normalizers
 
 
