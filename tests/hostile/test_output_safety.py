@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -270,6 +271,19 @@ def test_permission_denied_output_folder(guard, capsys) -> None:
         assert "not writable" in one_line(capsys.readouterr().err)
     finally:
         ro.chmod(0o700)
+
+
+def test_unwritable_output_folder_reported_before_running(guard, capsys, monkeypatch) -> None:
+    """Same check as above for runs as root (where permissions do not stop writes)."""
+    import sciSR.io.safety as safety
+
+    src = guard.sample(TIF)
+    ro = guard.root / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(safety.os, "access", lambda p, mode: Path(p) != ro and real_access(p, mode))
+    assert main(["downscale", str(src), "-o", str(ro / "o.tif"), "-s", "2"]) == 1
+    assert "output directory" in one_line(capsys.readouterr().err) and not any(ro.iterdir())
 
 
 def test_dangling_symlink_output_becomes_a_file(guard) -> None:
