@@ -10,9 +10,11 @@ from typing import Any
 
 from .base import (
     Adapter,
+    OutputError,
     adapter_for_dataset,
     adapter_for_path,
     atomic_path,
+    check_output_path,
     downscale_path,
     downscale_xarray,
     list_adapters,
@@ -23,9 +25,11 @@ from .base import (
 
 __all__ = [
     "Adapter",
+    "OutputError",
     "adapter_for_dataset",
     "adapter_for_path",
     "atomic_path",
+    "check_output_path",
     "describe",
     "downscale_path",
     "downscale_xarray",

@@ -72,6 +72,8 @@ class Adapter:
         name: Registry key (``"netcdf"``, ``"zarr"``, ``"geotiff"``, ``"nifti"``, ``"image"``).
         extensions: Lower-case file extensions with the dot; may be multi-part (``".nii.gz"``).
         default_norm: Normalization used when ``norm="auto"`` and the weights carry none.
+        default_clip: Whether ``clip="auto"`` clips outputs to the input's valid range (on for
+            MRI magnitude images, where over/undershoot at tissue edges has no meaning).
         directory_store: The format is a directory (Zarr): an existing output is replaced only
             when it is such a store, and an existing file never is.
     """
@@ -79,6 +81,7 @@ class Adapter:
     name: ClassVar[str] = ""
     extensions: ClassVar[tuple[str, ...]] = ()
     default_norm: ClassVar[str | None] = None
+    default_clip: ClassVar[bool] = False
     directory_store: ClassVar[bool] = False
 
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
@@ -473,7 +476,7 @@ def build_pipeline(
     """Build the one :class:`~sciSR.pipeline.Pipeline` of a call, with the adapter's default norm.
 
     ``adapter.default_norm`` applies when ``norm`` is ``"auto"`` (the default) and the weights
-    carry no normalization of their own.
+    carry no normalization of their own; ``adapter.default_clip`` when ``clip`` is ``"auto"``.
     """
     from ..pipeline import Pipeline, infer_in_channels
 
@@ -483,7 +486,14 @@ def build_pipeline(
         kwargs["in_channels"] = c
     else:
         kwargs.pop("in_channels", None)
-    return Pipeline.build(model, scale, **pipe_opts, default_norm=adapter.default_norm, **kwargs)
+    return Pipeline.build(
+        model,
+        scale,
+        **pipe_opts,
+        default_norm=adapter.default_norm,
+        default_clip=adapter.default_clip,
+        **kwargs,
+    )
 
 
 def downscale_xarray(

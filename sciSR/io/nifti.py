@@ -49,6 +49,7 @@ class NiftiAdapter(Adapter):
     name = "nifti"
     extensions = (".nii", ".nii.gz")
     default_norm = "percentile"
+    default_clip = True  # magnitude images: no negative intensities or overshoot past the maximum
 
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
         """Open the volume with its affines, codes and zooms; voxels are read on first access.

@@ -405,7 +405,10 @@ def _blame_output(exc: BaseException, target: Path) -> BaseException:
     if str(target) in msg:
         return exc
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        msg = f"no space left on the device ({msg})"
+        what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left on the device"
+        err = OSError(f"cannot write {target}: {what}{_disk_hint(target)}; nothing was written")
+        err.errno = exc.errno
+        return err
     cls = OSError if isinstance(exc, OSError) else RuntimeError
     return cls(f"cannot write {target}: {msg}{_disk_hint(target)}; nothing was written")
 

@@ -47,6 +47,7 @@ class ZarrAdapter(Adapter):
 
     name = "zarr"
     extensions = (".zarr",)
+    directory_store = True
 
     def open(self, path: Path, **kw: Any) -> xr.Dataset:
         kw.setdefault("chunks", {})

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import xarray as xr
 
 import sciSR
 from sciSR.data import sample_path
@@ -87,8 +88,10 @@ def test_roundtrip_affine_rule_and_header(tmp_path, slab):
     # the two wrong formulas shift the image (this is what the rule protects against)
     assert not np.allclose(a @ np.diag([0.5, 0.5, 1, 1]), a_new)
     assert not np.allclose(nib.affines.rescale_affine(a, src.shape, (0.5, 0.5, 1), hr.shape), a_new)
+    v = np.asanyarray(src.dataobj)
+    # clip="auto" is on for NIfTI: bicubic clipped to the input's range (magnitude image)
     np.testing.assert_allclose(
-        np.asanyarray(hr.dataobj), bicubic_slices(np.asanyarray(src.dataobj), 2), atol=1e-3
+        np.asanyarray(hr.dataobj), np.clip(bicubic_slices(v, 2), v.min(), v.max()), atol=1e-3
     )
     assert res.image.attrs["scisr_scale"] == 2
 
@@ -153,7 +156,9 @@ def test_codes_oblique_affine_and_packed_source(tmp_path, slab):
     np.testing.assert_allclose(hr.header.get_sform(), aff @ refine_matrix(2, (0, 1)), atol=1e-12)
     np.testing.assert_allclose(hr.header.get_qform(), aff @ refine_matrix(2, (0, 1)), atol=1e-5)
     assert hr.get_data_dtype() == np.float32 and hr.dataobj.slope == 1.0  # never int16 + slope for float
-    np.testing.assert_allclose(np.asanyarray(hr.dataobj), bicubic_slices(phys, 2), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asanyarray(hr.dataobj), np.clip(bicubic_slices(phys, 2), phys.min(), phys.max()), atol=1e-3
+    )
     back = sciSR.downscale(p, model="bicubic", scale=2, dtype="source", out=tmp_path / "obl_src.nii")
     assert back.image.dtype == np.int16
     hr2 = nib.load(tmp_path / "obl_src.nii")
@@ -191,3 +196,17 @@ def test_bad_inputs(tmp_path, slab):
         sciSR.downscale(local, model="bicubic", scale=2, out=local)
     assert local.read_bytes() == slab.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t1.nii.gz", "trunc.nii.gz"]
+
+
+def test_clip_defaults_on_for_mri_and_keeps_the_zero_background(tmp_path, slab):
+    v = np.asanyarray(nib.load(slab).dataobj)
+    auto = sciSR.downscale(slab, model="bicubic", scale=2).image.values
+    free = sciSR.downscale(slab, model="bicubic", scale=2, clip=False).image.values
+    assert free.min() < 0 and free.max() > v.max()  # bicubic rings past both ends
+    # the range is that of every voxel (0 background included), not of the head the
+    # percentile statistics were fitted on
+    assert auto.min() == v.min() == 0 and auto.max() == v.max()
+    np.testing.assert_array_equal(auto, np.clip(free, v.min(), v.max()))
+    # other formats keep values as computed unless asked
+    a = xr.DataArray(v[..., 0].astype(np.float32), dims=("y", "x"))
+    assert float(sciSR.downscale(a, model="bicubic", scale=2).min()) < 0
