@@ -45,7 +45,9 @@ def crop(a: np.ndarray, s: int) -> np.ndarray:
     return a[: a.shape[0] // s * s, : a.shape[1] // s * s]
 
 
-def photo_scores(model: str, weights: str | None, scale: int, root: Path) -> dict[str, float]:
+def photo_scores(
+    model: str, weights: str | None, scale: int, root: Path, precision: str = "fp32"
+) -> dict[str, float]:
     ps, ss, pb, sb = [], [], [], []
     for rel in PHOTOS:
         hr = crop(load_luma(root / rel), scale)
@@ -57,6 +59,7 @@ def photo_scores(model: str, weights: str | None, scale: int, root: Path) -> dic
                 scale=scale,
                 weights=weights if name == model else None,
                 norm=None,
+                precision=precision,
                 progress=False,
             )
             a, b = metrics.shave(sr, scale), metrics.shave(hr, scale)
@@ -71,12 +74,16 @@ def photo_scores(model: str, weights: str | None, scale: int, root: Path) -> dic
     }
 
 
-def field_scores(fields: list[np.ndarray], model: str, weights: str | None, scale: int) -> dict[str, float]:
+def field_scores(
+    fields: list[np.ndarray], model: str, weights: str | None, scale: int, precision: str = "fp32"
+) -> dict[str, float]:
     rm, rb = [], []
     for f in fields:
         hr = crop(f.astype(np.float64), scale)
         lr = hr.reshape(hr.shape[0] // scale, scale, hr.shape[1] // scale, scale).mean(axis=(1, 3))
-        sr = sciSR.downscale(lr, model=model, scale=scale, weights=weights, progress=False)
+        sr = sciSR.downscale(
+            lr, model=model, scale=scale, weights=weights, precision=precision, progress=False
+        )
         bic = sciSR.downscale(lr, model="bicubic", scale=scale, progress=False)
         rm.append(metrics.rmse(sr, hr))
         rb.append(metrics.rmse(bic, hr))
@@ -91,6 +98,9 @@ def main() -> None:
     ap.add_argument("--libjxl", type=Path, required=True)
     ap.add_argument("--stars", type=Path, required=True)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--precision", default="fp32", help="fp32 (the cards' figures), auto (this machine's default) or bf16"
+    )
     args = ap.parse_args()
 
     import rasterio
@@ -99,14 +109,17 @@ def main() -> None:
     res = {
         "model": args.model,
         "scale": args.scale,
-        "photos_y": photo_scores(args.model, args.weights, args.scale, args.libjxl),
+        "precision": args.precision,
+        "photos_y": photo_scores(args.model, args.weights, args.scale, args.libjxl, args.precision),
     }
     with rasterio.open(args.stars / DEM) as f:
-        res["dem_olinda_m"] = field_scores([f.read(1)], args.model, args.weights, args.scale)
+        res["dem_olinda_m"] = field_scores(
+            [f.read(1)], args.model, args.weights, args.scale, args.precision
+        )
     with xr.open_dataset(args.stars / PRECIP) as ds:
         pr = ds["Total_precipitation_surface_1_Hour_Accumulation"].values
     res["stageiv_h16_22_mm_per_h"] = field_scores(
-        [pr[h] for h in PRECIP_HOURS], args.model, args.weights, args.scale
+        [pr[h] for h in PRECIP_HOURS], args.model, args.weights, args.scale, args.precision
     )
     print(json.dumps(res, indent=2))
     if args.json:

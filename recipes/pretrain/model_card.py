@@ -22,6 +22,7 @@ def card(weights: Path, heldout: dict) -> str:
     val = json.loads(meta.get("validation_data", "[]"))
     last = rec["history"][-1]
     ph, dem, pr = heldout["photos_y"], heldout["dem_olinda_m"], heldout["stageiv_h16_22_mm_per_h"]
+    prec = heldout.get("precision", "fp32")
     params = sum(t.numel() for t in sd.values())
     lines = [
         f"# Model card: `{weights.stem}`",
@@ -45,7 +46,8 @@ def card(weights: Path, heldout: dict) -> str:
         "",
         "## Held-out scores (reserved evaluation data, never trained or tuned on)",
         "",
-        "Produced by `recipes/pretrain/evaluate_heldout.py`.",
+        f"Produced by `recipes/pretrain/evaluate_heldout.py`, computed at {prec} "
+        f'(`sciSR.downscale(..., precision="{prec}")`).',
         "",
         "| data | protocol | metric | this model | bicubic |",
         "|---|---|---|---:|---:|",
