@@ -78,7 +78,7 @@ def psnr(pred: np.ndarray, ref: np.ndarray, data_range: float | None = None) -> 
     return float("inf") if mse == 0 else float(10.0 * np.log10(rng**2 / mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+def _gaussian_window(size: int, sigma: float) -> np.ndarray:
     x = np.arange(size) - (size - 1) / 2
     g = np.exp(-(x**2) / (2 * sigma**2))
     return g / g.sum()

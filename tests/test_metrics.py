@@ -7,6 +7,8 @@ the prediction and the reference fall on different cells.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -286,3 +288,90 @@ def test_power_spectrum_sees_lost_fine_scales_and_checks_input(dem_pair) -> None
         metrics.radial_power_spectrum(np.where(ref > 3000, np.nan, ref))
     with pytest.raises(ValueError, match="2-D"):
         metrics.radial_power_spectrum(ref[0])
+
+
+# ------------------------------------------------------------------ precision, edge sizes, messages
+def test_metrics_compute_in_float64_whatever_the_input_dtype(dem_pair) -> None:
+    """int16 DEMs (squares overflow in int16) and float32 model outputs give the float64 results."""
+    pred, ref = dem_pair
+    p16, r16 = np.round(pred).astype(np.int16), ref.astype(np.int16)
+    p64, r64 = p16.astype(np.float64), r16.astype(np.float64)
+    for fn in (metrics.rmse, metrics.mae, metrics.bias, metrics.psnr, metrics.correlation):
+        assert fn(p16, r16) == pytest.approx(fn(p64, r64), rel=1e-12), fn.__name__
+    p32, r32 = pred.astype(np.float32), ref.astype(np.float32)
+    p32_64, r32_64 = p32.astype(np.float64), r32.astype(np.float64)
+    for fn in (metrics.rmse, metrics.mae, metrics.bias, metrics.psnr, metrics.ssim):
+        assert fn(p32, r32) == pytest.approx(fn(p32_64, r32_64), rel=1e-12), fn.__name__
+    lr32 = r32.reshape(24, 4, 32, 4).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    assert metrics.conservation_error(p32, lr32, 4) == pytest.approx(
+        metrics.conservation_error(p32_64, lr32.astype(np.float64), 4), rel=1e-12
+    )
+    spec32, spec64 = metrics.radial_power_spectrum(r32)[1], metrics.radial_power_spectrum(r32_64)[1]
+    np.testing.assert_allclose(spec32, spec64, rtol=1e-12)
+    rgb32 = _rgb().astype(np.float32)
+    y32 = metrics.rgb_to_y(rgb32)
+    assert y32.dtype == np.float64
+    np.testing.assert_allclose(y32, metrics.rgb_to_y(rgb32.astype(np.float64)), rtol=1e-15)
+
+
+def test_correlation_of_small_values_and_of_a_constant(dem_pair) -> None:
+    pred, ref = dem_pair
+    small_p, small_r = pred[:8, :8] * 1e-6, ref[:8, :8] * 1e-6  # products far below 1
+    want = pearsonr(small_p.ravel(), small_r.ravel()).statistic
+    assert metrics.correlation(small_p, small_r) == pytest.approx(want, rel=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NaN for a constant, without a division warning
+        assert np.isnan(metrics.correlation(ref, np.full_like(ref, 2.0)))
+
+
+def test_ssim_window_limits(dem_pair) -> None:
+    pred, ref = dem_pair
+    # the smallest window (3 taps: skimage uses 2·int(3.5σ + 0.5) + 1 = 3 for σ = 0.3)
+    sk3 = structural_similarity(ref, pred, data_range=4000.0, gaussian_weights=True, sigma=0.3,
+                                use_sample_covariance=False)
+    assert metrics.ssim(pred, ref, data_range=4000.0, win=3, sigma=0.3) == pytest.approx(sk3, rel=1e-10)
+    # a field exactly one window wide has one valid SSIM value
+    sk11 = structural_similarity(ref[:11, :11], pred[:11, :11], data_range=4000.0, gaussian_weights=True,
+                                 sigma=1.5, use_sample_covariance=False)
+    assert metrics.ssim(pred[:11, :11], ref[:11, :11], data_range=4000.0) == pytest.approx(sk11, rel=1e-10)
+    with pytest.raises(ValueError, match=r"^ssim window must be odd and at least 3, got win=1$"):
+        metrics.ssim(pred, ref, win=1)
+
+
+def test_shave_edge_sizes() -> None:
+    a = np.arange(3 * 7 * 9.0).reshape(3, 7, 9)
+    np.testing.assert_array_equal(metrics.shave(a, 1), a[:, 1:6, 1:8])
+    np.testing.assert_array_equal(metrics.shave(a, 3), a[:, 3:4, 3:6])  # one row left
+    with pytest.raises(ValueError, match=r"^cannot shave 4 pixels from each side of a \(7, 9\) array$"):
+        metrics.shave(a, 4)
+    with pytest.raises(ValueError, match=r"^border must be >= 0, got -1$"):
+        metrics.shave(a, -1)
+
+
+def test_tiny_fields_and_exact_error_messages() -> None:
+    f = np.array([[1.0, 3.0, 0.0, 2.0, 5.0, 1.0], [2.0, 0.0, 4.0, 1.0, 1.0, 3.0]])  # 2 × 6: one ring, k = ½
+    k, p = metrics.radial_power_spectrum(f)
+    _k_ref, p_ref, _count = _ring_reference(f)
+    np.testing.assert_allclose(k, [0.5])
+    np.testing.assert_allclose(p, p_ref, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"^radial_power_spectrum needs a finite field; crop or fill"):
+        metrics.radial_power_spectrum(np.where(f > 4, np.inf, f))
+    with pytest.raises(ValueError, match=r"^no cell is finite in both prediction and reference$"):
+        metrics.rmse(np.array([np.nan, 1.0]), np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match=r"^ssim needs finite arrays; crop or fill masked cells first$"):
+        metrics.ssim(np.full((12, 12), np.nan), np.zeros((12, 12)))
+    with pytest.raises(ValueError, match=r"^no block is finite in both hr and lr$"):
+        metrics.conservation_error(np.full((4, 4), np.nan), np.zeros((2, 2)), 2)
+
+
+def test_int16_data_spanning_more_than_int16_range(dem_pair) -> None:
+    """Packed int16 fields can span -32768…32767: the reference range must not overflow."""
+    pred, ref = dem_pair
+    r16 = np.clip(ref * 8, -32000, 32000).astype(np.int16)  # -2.4·10⁴ … 3.1·10⁴, range > 32767
+    p16 = np.clip(np.round(pred * 8), -32000, 32000).astype(np.int16)
+    r64, p64 = r16.astype(np.float64), p16.astype(np.float64)
+    assert r64.max() - r64.min() > 32767
+    assert metrics.psnr(p16, r16) == pytest.approx(
+        peak_signal_noise_ratio(r64, p64, data_range=r64.max() - r64.min()), rel=1e-12
+    )
+    assert metrics.ssim(p16, r16) == pytest.approx(metrics.ssim(p64, r64), rel=1e-12)

@@ -124,3 +124,71 @@ def test_sampler_is_deterministic_per_seed_and_checks_its_input(luma) -> None:
         PatchSampler([luma], 3, patch=32)
     with pytest.raises(ValueError, match="at least 96"):
         PatchSampler([luma[:50, :200]], 2, patch=96)
+
+
+def test_load_luma_converts_any_mode_and_shrinks_the_longer_side(luma, tmp_path) -> None:
+    from PIL import Image
+
+    with Image.open(sample_path("ladybird_crop.png")) as im:
+        rgb_img = im.convert("RGB")
+    gray = np.asarray(rgb_img.convert("L"))  # uint8
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    # a grey pixel g has R = G = B = g, so its luma is (16 + 219·g/255)/255
+    want = (16 + 219 * (gray / 255.0)) / 255.0
+    np.testing.assert_allclose(load_luma(tmp_path / "gray.png"), want, atol=1e-6)
+    rgb_img.crop((0, 0, 256, 200)).save(tmp_path / "wide.png")  # 256 wide, 200 high
+    small = load_luma(tmp_path / "wide.png", max_side=100)
+    assert small.shape == (78, 100)
+    ref = np.asarray(rgb_img.crop((0, 0, 256, 200)).resize((100, 78), Image.Resampling.LANCZOS), np.float64)
+    np.testing.assert_allclose(small, metrics.rgb_to_y(ref / 255.0), atol=1e-6)
+    assert load_luma(tmp_path / "wide.png", max_side=256).shape == (200, 256)  # already small enough
+
+
+def test_sampler_defaults_and_dtype(luma) -> None:
+    s = PatchSampler([luma.astype(np.float64)], 2)
+    lr, hr = s.batch(2)
+    assert hr.shape == (2, 1, 96, 96) and lr.shape == (2, 1, 48, 48)
+    assert hr.dtype == lr.dtype == torch.float32
+    assert s.min_std == 0.04
+    assert torch.equal(hr, PatchSampler([luma], 2, seed=0).batch(2)[1])
+
+
+def test_rotations_and_flips_are_uniform(luma) -> None:
+    """rot90 by k ∈ {0, 1, 2, 3} and a flip with probability ½: each of the 8 orientations ≈ 1/8."""
+    small = luma[:34, :35]
+    _lr, hr = PatchSampler([small], scale=2, patch=32, seed=1, min_std=0.0).batch(400)
+    counts = np.bincount([_locate(hr[k, 0].numpy(), [small])[3] for k in range(400)], minlength=8)
+    rotations = counts.reshape(4, 2).sum(axis=1)  # orientation index o = 2·k + flip
+    assert ((rotations > 70) & (rotations < 130)).all(), rotations  # 100 expected, sd 8.7
+    assert 160 < counts[1::2].sum() < 240, counts  # flipped: 200 expected, sd 10
+
+
+def test_draws_follow_the_documented_procedure(luma) -> None:
+    """Replay with the same generator: image with probability ∝ its size, y and x uniform over every
+    valid corner, redrawn while std < min_std (at most 10 tries, the last one kept), then rot90 by
+    k ∈ [0, 4) and a left-right flip when a uniform draw is below ½."""
+    flat = np.full((40, 40), 0.5, np.float32)
+    flat[:, 30:] = luma[100:140, 100:110]  # only windows reaching x ≥ 30 have some texture
+    images = [flat, luma[:50, :70]]
+    s = PatchSampler(images, scale=2, patch=32, seed=21, min_std=0.12)
+    got = s.batch(30)[1][:, 0].numpy()
+    rng = np.random.default_rng(21)
+    p = np.array([40 * 40, 50 * 70]) / (40 * 40 + 50 * 70)
+    tries_used = []
+    for k in range(30):
+        tries = 0
+        while tries < 10:
+            tries += 1
+            im = images[rng.choice(2, p=p)]
+            y = rng.integers(0, im.shape[0] - 31)
+            x = rng.integers(0, im.shape[1] - 31)
+            crop = im[y : y + 32, x : x + 32]
+            if crop.std() >= 0.12:
+                break
+        tries_used.append(tries if crop.std() >= 0.12 else 11)  # 11: gave up, kept the 10th draw
+        crop = np.rot90(crop, int(rng.integers(0, 4)))
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        np.testing.assert_array_equal(got[k], crop, err_msg=f"sample {k}")
+    # the texture rule was exercised: first-try hits, redraws, and samples that gave up after 10 tries
+    assert 1 in tries_used and 11 in tries_used and any(1 < t < 11 for t in tries_used), tries_used

@@ -12,7 +12,9 @@ from .degrade import degrade
 
 
 def load_luma(path: str | Path, max_side: int | None = None) -> np.ndarray:
-    """Read a photo as BT.601 luma in ``[0, 1]`` (float32), shrunk so its longer side ≤ ``max_side``.
+    """Read a photo as BT.601 luma (``[16, 235]/255``, float32), shrunk so its longer side ≤ ``max_side``.
+
+    Any Pillow mode is converted to RGB first; shrinking uses Lanczos resampling on the 8-bit image.
 
     Shape:
         ``-> (H, W)``.
@@ -24,7 +26,7 @@ def load_luma(path: str | Path, max_side: int | None = None) -> np.ndarray:
         if max_side and max(im.size) > max_side:
             f = max_side / max(im.size)
             im = im.resize((round(im.size[0] * f), round(im.size[1] * f)), Image.Resampling.LANCZOS)
-        rgb = np.asarray(im, dtype=np.float32) / 255.0
+        rgb = np.asarray(im, dtype=np.float64) / 255.0
     return ((16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]) / 255.0).astype(
         np.float32
     )
