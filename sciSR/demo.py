@@ -339,16 +339,15 @@ def block_mean(field: np.ndarray, s: int) -> np.ndarray:
 
 
 def score(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    """RMSE, PSNR (reference range), SSIM (mean over channels; NaN when a cell is masked) and bias."""
+    """RMSE, PSNR (reference range), SSIM (mean over channels; over fully valid windows where
+    cells are masked) and bias."""
     from . import metrics
 
     out = {"rmse": metrics.rmse(pred, ref), "psnr": metrics.psnr(pred, ref), "bias": metrics.bias(pred, ref)}
-    if np.isfinite(pred).all() and np.isfinite(ref).all():
-        rng = float(ref.max() - ref.min())
-        p2, r2 = pred.reshape(-1, *pred.shape[-2:]), ref.reshape(-1, *ref.shape[-2:])
-        out["ssim"] = float(np.mean([metrics.ssim(p, r, data_range=rng) for p, r in zip(p2, r2)]))
-    else:
-        out["ssim"] = float("nan")
+    fin = np.isfinite(ref)
+    rng = float(ref[fin].max() - ref[fin].min())
+    p2, r2 = pred.reshape(-1, *pred.shape[-2:]), ref.reshape(-1, *ref.shape[-2:])
+    out["ssim"] = float(np.mean([metrics.ssim(p, r, data_range=rng, masked=True) for p, r in zip(p2, r2)]))
     return out
 
 

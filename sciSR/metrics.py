@@ -85,7 +85,12 @@ def _gaussian_window(size: int, sigma: float) -> np.ndarray:
 
 
 def ssim(
-    pred: np.ndarray, ref: np.ndarray, data_range: float | None = None, win: int = 11, sigma: float = 1.5
+    pred: np.ndarray,
+    ref: np.ndarray,
+    data_range: float | None = None,
+    win: int = 11,
+    sigma: float = 1.5,
+    masked: bool = False,
 ) -> float:
     """Mean structural similarity of two 2-D fields (Wang et al. 2004).
 
@@ -101,13 +106,17 @@ def ssim(
         data_range: Peak-to-peak range; default: the reference's ``max - min``.
         win: Odd window side (≥ 3).
         sigma: Gaussian standard deviation in cells.
+        masked: Accept non-finite (masked) cells: the SSIM map is then averaged over the
+            positions whose whole ``win × win`` window is finite in both fields (land-masked
+            ocean fields, nodata holes), and the default range is that of the finite reference.
 
     Returns:
         Mean SSIM.
 
     Raises:
-        ValueError: Not two 2-D arrays of one shape, non-finite cells, an even or too small
-            window, a field smaller than the window, or a non-positive range.
+        ValueError: Not two 2-D arrays of one shape, non-finite cells (unless ``masked``; then:
+            no fully valid window), an even or too small window, a field smaller than the
+            window, or a non-positive range.
 
     Shape:
         ``(H, W), (H, W) -> scalar``.
@@ -117,17 +126,25 @@ def ssim(
     p, r = np.asarray(pred, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if p.shape != r.shape or p.ndim != 2:
         raise ValueError(f"ssim needs two 2-D arrays of one shape, got {p.shape} and {r.shape}")
-    if not (np.isfinite(p).all() and np.isfinite(r).all()):
-        raise ValueError("ssim needs finite arrays; crop or fill masked cells first")
+    ok = np.isfinite(p) & np.isfinite(r)
+    if not ok.all() and not masked:
+        raise ValueError("ssim needs finite arrays; pass masked=True to score only fully valid windows")
     if win < 3 or win % 2 == 0:
         raise ValueError(f"ssim window must be odd and at least 3, got win={win}")
     if min(p.shape) < win:
         raise ValueError(
             f"ssim needs fields of at least {win}×{win} cells, got {p.shape}; pass a smaller win="
         )
-    rng = _data_range(r, data_range)
+    rng = _data_range(r[ok], data_range)
     g = _gaussian_window(win, sigma)
     h = win // 2
+    if not ok.all():
+        from scipy.ndimage import minimum_filter
+
+        keep = minimum_filter(ok.astype(np.uint8), size=win, mode="constant", cval=0)[h:-h, h:-h] > 0
+        if not keep.any():
+            raise ValueError(f"ssim: no {win}×{win} window is free of masked cells; pass a smaller win=")
+        p, r = np.where(ok, p, 0.0), np.where(ok, r, 0.0)
 
     def filt(a: np.ndarray) -> np.ndarray:
         a = correlate1d(correlate1d(a, g, axis=0, mode="reflect"), g, axis=1, mode="reflect")
@@ -139,7 +156,7 @@ def ssim(
     cov_pr = filt(p * r) - mu_p * mu_r
     c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
     s = ((2 * mu_p * mu_r + c1) * (2 * cov_pr + c2)) / ((mu_p**2 + mu_r**2 + c1) * (cov_pp + cov_rr + c2))
-    return float(s.mean())
+    return float(s.mean()) if ok.all() else float(s[keep].mean())
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:

@@ -162,6 +162,27 @@ def test_ssim_on_a_real_dem_rectangle_and_its_input_checks(dem_pair) -> None:
         metrics.ssim(ref[None], ref[None])
 
 
+def test_masked_ssim_averages_only_fully_valid_windows(dem_pair) -> None:
+    pred, ref = dem_pair
+    hole = pred.copy()
+    hole[:, 40:] = np.nan  # everything right of column 40 is masked
+    got = metrics.ssim(hole, ref, data_range=4000.0, masked=True)
+    # reference: skimage's full SSIM map of the left part, averaged over positions whose window
+    # stays inside it (columns 5 ... 34, rows 5 ... H-6)
+    _, smap = structural_similarity(
+        ref[:, :40], pred[:, :40], data_range=4000.0, gaussian_weights=True, sigma=1.5,
+        use_sample_covariance=False, full=True,
+    )
+    assert got == pytest.approx(float(smap[5:-5, 5:35].mean()), rel=1e-10)
+    # the masked values do not matter, and an all-masked window set is refused
+    other = hole.copy()
+    other[:, 40:] = -1e9
+    other[:, 40:] = np.nan
+    assert metrics.ssim(other, ref, data_range=4000.0, masked=True) == got
+    with pytest.raises(ValueError, match="no 11×11 window"):
+        metrics.ssim(np.where(np.arange(ref.shape[1]) % 9 == 0, np.nan, pred), ref, masked=True)
+
+
 # ------------------------------------------------------------------ image-protocol helpers
 def test_rgb_to_y_matches_skimage_bt601() -> None:
     rgb = _rgb()
@@ -358,7 +379,7 @@ def test_tiny_fields_and_exact_error_messages() -> None:
         metrics.radial_power_spectrum(np.where(f > 4, np.inf, f))
     with pytest.raises(ValueError, match=r"^no cell is finite in both prediction and reference$"):
         metrics.rmse(np.array([np.nan, 1.0]), np.array([0.0, np.nan]))
-    with pytest.raises(ValueError, match=r"^ssim needs finite arrays; crop or fill masked cells first$"):
+    with pytest.raises(ValueError, match=r"^ssim needs finite arrays; pass masked=True to score only"):
         metrics.ssim(np.full((12, 12), np.nan), np.zeros((12, 12)))
     with pytest.raises(ValueError, match=r"^no block is finite in both hr and lr$"):
         metrics.conservation_error(np.full((4, 4), np.nan), np.zeros((2, 2)), 2)
