@@ -81,3 +81,27 @@ def planned_outputs(ds: xr.Dataset, variables: Any = None, dtype: Any = None) ->
             )
         )
     return out
+
+
+def single_output(
+    ds: xr.Dataset, variables: Any, dtype: Any, holds: str, fix: str
+) -> list[PlannedVariable]:
+    """:func:`planned_outputs` for a format that stores one variable per file.
+
+    Args:
+        ds: Dataset to downscale.
+        variables: The ``variables=`` selection.
+        dtype: The requested output dtype.
+        holds: What one file of the format holds (``"a NIfTI file holds one volume"``).
+        fix: The alternative to suggest besides ``variables=``.
+
+    Raises:
+        ValueError: More than one variable would be written.
+    """
+    plans = planned_outputs(ds, variables, dtype)
+    if len(plans) > 1:
+        raise ValueError(
+            f"{holds} but {[p.name for p in plans]} would be downscaled; "
+            f"pass variables='{plans[0].name}' or {fix}"
+        )
+    return plans

@@ -222,14 +222,11 @@ class ImageAdapter(Adapter):
         Raises:
             ValueError: One line naming the problem and the fix.
         """
-        from .capability import planned_outputs
+        from .capability import single_output
 
-        plans = planned_outputs(ds, variables, dtype)
-        if len(plans) > 1:
-            raise ValueError(
-                f"an image file holds one variable but {[p.name for p in plans]} would be downscaled; "
-                f"pass variables= or write NetCDF/Zarr/GeoTIFF"
-            )
+        plans = single_output(
+            ds, variables, dtype, "an image file holds one variable", "write NetCDF/Zarr/GeoTIFF"
+        )
         for plan in plans:
             if set(plan.dims) not in ({"y", "x"}, {"channel", "y", "x"}):
                 raise ValueError(

@@ -179,14 +179,9 @@ class NiftiAdapter(Adapter):
         Raises:
             ValueError: One line naming the problem and the fix.
         """
-        from .capability import planned_outputs
+        from .capability import single_output
 
-        plans = planned_outputs(ds, variables, dtype)
-        if len(plans) > 1:
-            raise ValueError(
-                f"a NIfTI file holds one volume but {[p.name for p in plans]} would be downscaled; "
-                f"pass variables='{plans[0].name}' or write NetCDF/Zarr"
-            )
+        plans = single_output(ds, variables, dtype, "a NIfTI file holds one volume", "write NetCDF/Zarr")
         for plan in plans:
             _check_nifti_dtype(plan.dtype, plan.name)
             lost = geometry_lost(ds, plan.name)
