@@ -42,7 +42,8 @@ class Normalizer:
 
     @property
     def fitted(self) -> bool:
-        return bool(self.params) or not self._param_names()
+        """True when every parameter :meth:`forward` needs is set (by :meth:`fit` or by the caller)."""
+        return all(k in self.params for k in self._param_names())
 
     def _param_names(self) -> tuple[str, ...]:
         return ()

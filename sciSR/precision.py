@@ -182,15 +182,20 @@ def image_space_layers(model: nn.Module, in_channels: int, scale: int) -> list[n
     return [mods[n] for n in profile_model(model, in_channels, scale).fp32_layers]
 
 
-def _enter_fp32(mod: nn.Module, args: tuple) -> tuple:
-    dev = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+def _up(a: object) -> object:
+    return a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+
+
+def _enter_fp32(mod: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    vals = (*args, *kwargs.values())
+    dev = next((a.device.type for a in vals if isinstance(a, torch.Tensor)), "cpu")
     ctx = torch.autocast(device_type=dev, enabled=False)
     ctx.__enter__()
     stack = getattr(_LOCAL, "stack", None)
     if stack is None:
         stack = _LOCAL.stack = []
     stack.append(ctx)
-    return tuple(a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
+    return tuple(_up(a) for a in args), {k: _up(v) for k, v in kwargs.items()}
 
 
 def _leave_fp32(mod: nn.Module, args: tuple, out: object) -> None:
@@ -198,7 +203,8 @@ def _leave_fp32(mod: nn.Module, args: tuple, out: object) -> None:
 
 
 def keep_fp32(modules: Iterable[nn.Module]) -> int:
-    """Make each module run in fp32 (autocast disabled, inputs cast up) whenever it is called.
+    """Make each module run in fp32 whenever it is called: autocast disabled on the device of its
+    inputs, floating-point inputs (positional and keyword) cast up.
 
     Implemented with forward hooks, so parameter names and the module tree are unchanged; a module
     that already carries the hooks is left alone.
@@ -210,7 +216,7 @@ def keep_fp32(modules: Iterable[nn.Module]) -> int:
     for m in modules:
         if getattr(m, _HOOK_TAG, None):
             continue
-        h1 = m.register_forward_pre_hook(_enter_fp32)
+        h1 = m.register_forward_pre_hook(_enter_fp32, with_kwargs=True)
         h2 = m.register_forward_hook(_leave_fp32, always_call=True)
         setattr(m, _HOOK_TAG, (h1, h2))
         n += 1

@@ -31,7 +31,8 @@ def test_fill_invalid_takes_the_nearest_valid_value() -> None:
     y = np.full((5, 7), np.nan)
     y[0, 0] = 42.0
     assert (fill_invalid(y, np.isfinite(y)) == 42.0).all()
-    assert (fill_invalid(y, np.zeros_like(y, bool)) == 0).all()  # nothing valid: zeros
+    none = fill_invalid(y.astype(np.float32), np.zeros_like(y, bool))  # nothing valid: zeros
+    assert none.shape == y.shape and none.dtype == np.float32 and (none == 0).all()
     full = np.arange(6.0).reshape(2, 3)
     assert fill_invalid(full, np.ones_like(full, bool)) is full
 
@@ -41,6 +42,13 @@ def test_upsample_mask_is_block_replication() -> None:
     np.testing.assert_array_equal(
         upsample_mask(m, 3), np.kron(m.astype(int), np.ones((3, 3), int)).astype(bool)
     )
+    # leading (batch, channel) axes are left alone: only the last two are refined
+    stack = np.random.default_rng(0).random((2, 3, 4, 5)) > 0.5
+    up = upsample_mask(stack, 2)
+    assert up.shape == (2, 3, 8, 10)
+    for i in range(2):
+        for c in range(3):
+            np.testing.assert_array_equal(up[i, c], np.kron(stack[i, c], np.ones((2, 2), bool)))
 
 
 def test_budget_follows_the_environment_and_available_memory(monkeypatch) -> None:

@@ -165,3 +165,173 @@ def test_fp32_only_models_refuse_explicit_bf16_and_run_fp32_on_auto(monkeypatch)
     assert Pipeline.build(m, 2, device="cpu").engine.precision == "fp32"
     with pytest.raises(ValueError, match="fp32 only"):
         Pipeline.build(m, 2, precision="bf16")
+
+
+# ---------------------------------------------------------------------------- hooks and profile units
+from torch import nn  # noqa: E402
+
+from sciSR.precision import (  # noqa: E402
+    _LOCAL,
+    keep_fp32,
+    keep_image_layers_fp32,
+    release_fp32,
+    structure_key,
+)
+
+
+class _Toy(nn.Module):
+    """Entry conv, grouped body conv, grouped transposed conv, a channel-mixing linear, exit conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(1, 8, 3, padding=1)
+        self.body = nn.Conv2d(8, 8, 3, padding=1, groups=2)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2, groups=2)
+        self.mix = nn.Linear(8, 8)
+        self.tail = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.up(self.body(self.head(x)))
+        f = self.mix(f.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.tail(f)
+
+
+def test_profile_counts_multiply_accumulates_of_each_layer_kind() -> None:
+    prof = profile_model(_Toy(), 1, 2, probe=16)
+    assert prof.fp32_layers == ("head", "tail") and prof.out_channels == 1
+    px = 16 * 16
+    head = 8 * px * 1 * 9  # output values × input channels per group × kernel taps
+    body = 8 * px * 4 * 9
+    up = 8 * px * 4 * 4  # transposed: input values × output channels per group × kernel taps
+    mix = 8 * (4 * px) * 8  # linear: output values × input features
+    tail = 1 * (4 * px) * 8 * 9
+    assert prof.reduced_fraction == pytest.approx((body + up + mix) / (head + body + up + mix + tail))
+    assert prof.activation_bytes_per_px == pytest.approx(4.0 * 8 * 4)  # 8 maps at ×2, fp32, per LR pixel
+
+
+def _twin(module: str | None = None, qualname: str | None = None) -> type:
+    ns = {"__module__": module or __name__, "__qualname__": qualname or "Twin"}
+    return type("Twin", (nn.Sequential,), ns)
+
+
+def test_structure_key_tells_apart_what_changes_the_forward_pass() -> None:
+    def seq(act: type = nn.ReLU, cls: type = nn.Sequential) -> nn.Module:
+        torch.manual_seed(0)
+        return cls(nn.Conv2d(1, 4, 3), act(), nn.Conv2d(4, 1, 3))
+
+    base = structure_key(seq(), 1, 2)  # a plain module: no config, scale or size_multiple
+    other_weights = seq()
+    with torch.no_grad():
+        other_weights[0].weight.add_(1.0)
+    assert structure_key(other_weights, 1, 2) == base
+    explicit = seq()
+    explicit.size_multiple = 1  # the default, spelled out
+    assert structure_key(explicit, 1, 2) == base
+    differs = [
+        structure_key(seq(), 2, 2),
+        structure_key(seq(), 1, 3),
+        structure_key(seq(nn.GELU), 1, 2),
+        structure_key(seq(cls=_twin()), 1, 2),
+        structure_key(seq(cls=_twin(qualname="Other")), 1, 2),
+        structure_key(seq(cls=_twin(module="elsewhere")), 1, 2),
+    ]
+    for attr, value in (("config", {"n_feats": 4}), ("scale", 2), ("size_multiple", 8)):
+        m = seq()
+        setattr(m, attr, value)
+        differs.append(structure_key(m, 1, 2))
+    m = seq()
+    m.config = {"n_feats": 5}
+    differs.append(structure_key(m, 1, 2))
+    assert len({base, *differs}) == len(differs) + 1
+
+
+def _bf16() -> torch.autocast:
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def test_marked_layers_run_fp32_and_autocast_resumes_after_them() -> None:
+    torch.manual_seed(0)
+    a, b = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+    assert keep_fp32([a]) == 1 and keep_fp32([a]) == 0  # marking twice adds no second hook
+    assert keep_fp32([a, b]) == 1  # the already marked one is skipped, the next one still marked
+    assert keep_fp32([]) == 0
+    assert len(a._forward_pre_hooks) == 1 and len(a._forward_hooks) == 1
+    c = nn.Conv2d(4, 1, 3, padding=1)
+    x = torch.rand(1, 1, 8, 8)
+    with _bf16():
+        ya = a(x.bfloat16())  # bf16 input cast up
+        assert ya.dtype == torch.float32
+        yc = c(ya)  # unmarked: autocast is on again after the marked layer
+        assert yc.dtype == torch.bfloat16
+        yb = b(input=ya.bfloat16())  # keyword input cast up too
+        assert yb.dtype == torch.float32
+    assert not getattr(_LOCAL, "stack", [])
+    assert release_fp32(nn.Sequential(a, b, c)) == 2 and release_fp32(nn.Sequential(a, b, c)) == 0
+    assert not a._forward_pre_hooks and not a._forward_hooks and not fp32_marked(nn.Sequential(a, b))
+    with _bf16():
+        assert a(x).dtype == torch.bfloat16  # released: plain autocast again
+
+
+class _Picky(nn.Module):
+    """Takes an integer index tensor, a Python number and a float tensor; may raise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 1)
+        self.fail = False
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor, gain: float) -> torch.Tensor:
+        if self.fail:
+            raise RuntimeError("boom")
+        return self.conv(x)[..., idx] * gain
+
+
+def test_marked_module_passes_integer_and_non_tensor_arguments_through() -> None:
+    m = _Picky()
+    keep_fp32([m])
+    x = torch.rand(1, 1, 4, 6).bfloat16()
+    with _bf16():
+        y = m(x, torch.tensor([0, 2]), 2.0)  # an index tensor cast to float would fail here
+    assert y.dtype == torch.float32 and y.shape == (1, 1, 4, 2)
+
+
+def test_a_marked_module_that_raises_leaves_autocast_as_it_was() -> None:
+    m = _Picky()
+    m.fail = True
+    keep_fp32([m])
+    after = nn.Conv2d(1, 1, 1)
+    x = torch.rand(1, 1, 4, 4)
+    with _bf16():
+        with pytest.raises(RuntimeError, match="boom"):
+            m(x, torch.tensor([0]), 1.0)
+        assert after(x).dtype == torch.bfloat16  # the fp32 region was closed
+    assert not getattr(_LOCAL, "stack", [])
+
+
+def test_nested_marked_modules() -> None:
+    torch.manual_seed(0)
+    inner = nn.Conv2d(1, 2, 3, padding=1)
+    outer = nn.Sequential(inner, nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1))
+    assert keep_fp32([outer, inner]) == 2
+    x = torch.rand(1, 1, 6, 6)
+    with _bf16():
+        y = outer(x.bfloat16())
+        assert y.dtype == torch.float32
+        assert nn.Conv2d(1, 1, 1)(x).dtype == torch.bfloat16
+    ref = nn.Sequential(*outer)  # same layers, unmarked, fp32
+    release_fp32(outer)
+    torch.testing.assert_close(y, ref(x.bfloat16().float()))
+    assert not getattr(_LOCAL, "stack", [])
+
+
+def test_an_architecture_can_choose_its_own_fp32_layers() -> None:
+    class Chooser(_Toy):
+        def fp32_modules(self) -> list[nn.Module]:
+            return [self.body]
+
+    m = Chooser()
+    assert keep_image_layers_fp32(m, 1, 2) == [m.body]
+    assert fp32_marked(m) == [m.body]
+    plain = _Toy()
+    assert keep_image_layers_fp32(plain, 1, 2) == [plain.head, plain.tail]
+    assert fp32_marked(plain) == [plain.head, plain.tail]

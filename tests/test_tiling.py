@@ -183,3 +183,141 @@ def test_windows_property(h: int, w: int, tile: int, halo: int, scale: int) -> N
         cover[win.ky0 : win.ky1, win.kx0 : win.kx1] += 1
     assert (cover == 1).all()
     assert len(sizes) == 1  # one window size: tiles batch
+
+
+@settings(max_examples=300, deadline=None)
+@given(length=st.integers(1, 200), tile=st.integers(1, 40), halo=st.integers(0, 10))
+def test_window_size_is_the_smallest_that_covers_with_the_fewest_windows(
+    length: int, tile: int, halo: int
+) -> None:
+    """Windows are at most ``tile + 2·halo``, as few as that allows, and no larger than needed."""
+    t = Tiler(tile=tile, halo=halo, scale=1)
+    w = t.window_size(length, 1)[0]
+    n = len({(win.y0, win.y1) for win in t.windows(length, 1)})
+    if length <= tile + 2 * halo:
+        assert (w, n) == (length, 1)
+        return
+    assert w <= tile + 2 * halo
+    assert n == -(-(length - 2 * halo) // tile)  # fewest windows of at most tile + 2·halo
+    assert n * w - (n - 1) * 2 * halo >= length  # they cover with overlaps of 2·halo
+    assert n * (w - 1) - (n - 1) * 2 * halo < length  # one pixel less would not
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tile": 0, "halo": 2}, r"tile must be ≥ 1 and overlap ≥ 0, got tile=0, overlap=2"),
+        ({"tile": 8, "halo": -1}, r"tile must be ≥ 1 and overlap ≥ 0, got tile=8, overlap=-1"),
+        (
+            {"tile": 8, "halo": 2, "blend": "linear"},
+            r"unknown blend 'linear'; choose one of \('crop', 'hann'",
+        ),
+    ],
+)
+def test_tiler_refuses_bad_settings_with_a_clear_message(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        Tiler(scale=2, **kwargs)
+
+
+def _flank(mode: str, u: np.ndarray) -> np.ndarray:
+    """Rising flank at relative positions ``u`` in (0, 1): raised cosine, or a Gaussian (σ = 0.4)
+    centred on the inner end."""
+    if mode == "hann":
+        return 0.5 - 0.5 * np.cos(np.pi * u)
+    return np.exp(-((1.0 - u) ** 2) / (2 * 0.4**2))
+
+
+def _reference_profile(n: int, halo: int, mode: str, flat_start: bool, flat_end: bool) -> np.ndarray:
+    """Weight of each of ``n`` HR pixels from its distance to the window's interior edges."""
+    margin = min(halo // 2, n // 4)
+    ramp = max(min(halo, n // 2 - margin), 1)
+    d = np.arange(n)
+    out = np.ones(n)
+    for flat, dist in ((flat_start, d), (flat_end, n - 1 - d)):
+        if flat:
+            continue
+        side = np.where(dist < margin, 0.0, 1.0)
+        rising = (dist >= margin) & (dist < margin + ramp)
+        side[rising] = _flank(mode, (dist[rising] - margin + 0.5) / ramp)
+        out = np.minimum(out, side)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    h=st.integers(1, 60),
+    w=st.integers(1, 60),
+    tile=st.integers(1, 20),
+    halo=st.integers(1, 8),
+    scale=st.integers(1, 3),
+    mode=st.sampled_from(["hann", "gaussian"]),
+)
+def test_blend_weights_follow_the_documented_profile(
+    h: int, w: int, tile: int, halo: int, scale: int, mode: str
+) -> None:
+    """Outer ``halo//2`` HR pixels of an interior side weigh 0, then the flank rises over ``halo``
+    pixels (shorter in windows too small for two flanks); true borders are flat; the total
+    weight is positive everywhere."""
+    t = Tiler(tile=tile, halo=halo, scale=scale, blend=mode)
+    total = np.zeros((h * scale, w * scale))
+    for win in t.windows(h, w):
+        got = t.weight(win)
+        assert got.dtype == torch.float32
+        ny, nx = (win.y1 - win.y0) * scale, (win.x1 - win.x0) * scale
+        wy = _reference_profile(ny, halo * scale, mode, win.top, win.bottom)
+        wx = _reference_profile(nx, halo * scale, mode, win.left, win.right)
+        np.testing.assert_allclose(got.numpy(), np.outer(wy, wx), rtol=1e-6, atol=1e-7)
+        total[win.y0 * scale : win.y1 * scale, win.x0 * scale : win.x1 * scale] += got.numpy()
+    assert (total > 0).all()
+
+
+def test_hann_flanks_of_neighbouring_windows_are_complementary() -> None:
+    """A raised-cosine flank and its mirror image sum to 1 pixel by pixel (sin² + cos²)."""
+    t = Tiler(tile=30, halo=6, scale=2, blend="hann")
+    inner = next(w for w in t.windows(120, 120) if not (w.top or w.bottom or w.left or w.right))
+    prof = t.weight(inner)[(inner.y1 - inner.y0), :].numpy().astype(np.float64)
+    m, r = 6, 12  # halo·s // 2 zero pixels, then halo·s rising ones
+    rise = prof[m : m + r]
+    np.testing.assert_allclose(rise + rise[::-1], 1.0, atol=1e-6)
+    gauss = Tiler(tile=30, halo=6, scale=2, blend="gaussian").weight(inner)[(inner.y1 - inner.y0), :]
+    assert np.abs(gauss.numpy()[m : m + r] - rise).max() > 0.05  # the two modes differ
+
+
+def test_weight_is_made_on_the_requested_device() -> None:
+    t = Tiler(tile=8, halo=2, scale=2, blend="hann")
+    win = t.windows(30, 30)[4]
+    got = t.weight(win, torch.device("meta"))
+    assert got.device.type == "meta" and got.dtype == torch.float32
+
+
+@pytest.mark.parametrize("halo", [0, 1, 3])
+def test_merge_into_accumulates_the_window_weight(halo: int) -> None:
+    """Blend modes add ``y·weight`` and ``weight`` (all ones without a halo); crop copies the kept part."""
+    s = 2
+    t = Tiler(tile=6, halo=halo, scale=s, blend="hann")
+    wins = t.windows(20, 20)
+    inner = next(w for w in wins if not (w.top or w.bottom or w.left or w.right))
+    hh, ww = (inner.y1 - inner.y0) * s, (inner.x1 - inner.x0) * s
+    y = torch.arange(2 * hh * ww, dtype=torch.float32).reshape(2, hh, ww)
+    out, wsum = torch.zeros(2, 40, 40), torch.zeros(40, 40)
+    t.merge_into(out, wsum, y, inner)
+    expect_w = torch.ones(hh, ww) if halo == 0 else t.weight(inner)
+    region = (slice(inner.y0 * s, inner.y1 * s), slice(inner.x0 * s, inner.x1 * s))
+    torch.testing.assert_close(wsum[region], expect_w)
+    torch.testing.assert_close(out[(slice(None), *region)], y * expect_w)
+    assert wsum.sum() == expect_w.sum() and out.abs().sum() == (y * expect_w).abs().sum()
+    # the weight follows the tile's device (a GPU tile gets a GPU weight)
+    meta = torch.zeros(2, 40, 40, device="meta")
+    t.merge_into(meta, torch.zeros(40, 40, device="meta"), y.to("meta"), inner)
+    # crop mode copies exactly the kept region
+    c = Tiler(tile=6, halo=halo, scale=s)
+    win = next(w for w in c.windows(20, 20) if not (w.top or w.bottom or w.left or w.right))
+    y = torch.arange(2 * hh * ww, dtype=torch.float32).reshape(2, hh, ww) + 1
+    out = torch.zeros(2, 40, 40)
+    c.merge_into(out, None, y, win)
+    kept = (slice(None), slice(win.ky0 * s, win.ky1 * s), slice(win.kx0 * s, win.kx1 * s))
+    oy, ox = (win.ky0 - win.y0) * s, (win.kx0 - win.x0) * s
+    torch.testing.assert_close(
+        out[kept], y[:, oy : oy + (win.ky1 - win.ky0) * s, ox : ox + (win.kx1 - win.kx0) * s]
+    )
+    assert int((out != 0).sum()) == 2 * (win.ky1 - win.ky0) * (win.kx1 - win.kx0) * s * s
