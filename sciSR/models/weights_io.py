@@ -64,7 +64,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         if blocked:  # torch's own text suggests weights_only=False, which sciSR never does
             msg = f"loading it would import and run {blocked.group(1)}"
         elif isinstance(err, pickle.UnpicklingError):
-            msg = "it holds pickled objects other than tensors"
+            msg = "it is damaged or holds pickled objects other than tensors"
         else:
             msg = f"unreadable: {type(err).__name__}, truncated or not a PyTorch file"
         raise ValueError(
