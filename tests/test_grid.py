@@ -306,3 +306,351 @@ def test_pole_row_centres_sit_mid_cell():
     ref = Grid(ds, "lat", "lon").refine(2)
     np.testing.assert_allclose(ref["lat"].values, ref["lat_bnds"].values.mean(axis=1))
     assert ref["lat"].values[0] == pytest.approx(-89.3125)
+
+
+# ---- coordinate roles ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "attrs", "lat", "lon"),
+    [
+        ("lat", {}, True, False),
+        ("LAT", {}, True, False),
+        ("nav_lat", {}, True, False),
+        ("lon", {}, False, True),
+        ("Glamt", {}, False, True),
+        ("y", {}, False, False),
+        ("v", {"standard_name": "Latitude"}, True, False),
+        ("v", {"standard_name": "LONGITUDE"}, False, True),
+        ("v", {"standard_name": "latitude", "units": "m"}, True, False),
+        ("v", {"standard_name": "longitude", "units": "m"}, False, True),
+        (
+            "rlat",
+            {"standard_name": "grid_latitude", "units": "degrees"},
+            False,
+            False,
+        ),  # rotated: not geographic
+        ("rlon", {"standard_name": "grid_longitude", "units": "degrees"}, False, True),
+        ("v", {"standard_name": "projection_y_coordinate", "units": "m"}, False, False),
+        ("v", {"units": "degrees_north"}, True, False),
+        ("v", {"units": "Degree N"}, True, False),
+        ("v", {"units": "degrees_east"}, False, True),
+        ("v", {"units": "degree E"}, False, True),
+        ("v", {"units": "m"}, False, False),
+    ],
+)
+def test_latitude_and_longitude_roles(name, attrs, lat, lon):
+    from sciSR.grid import is_latitude, is_longitude
+
+    assert is_latitude(name, attrs) is lat
+    assert is_longitude(name, attrs) is lon
+
+
+def test_no_spatial_dims_error_suggests_the_last_two_dims():
+    from sciSR.grid import no_spatial_dims_error
+
+    msg = str(no_spatial_dims_error("v", ("time", "a", "b")))
+    assert msg.startswith("no spatial dims found in 'v' (dims ('time', 'a', 'b')): sciSR looks for")
+    assert "ds.rename({'a': 'y', 'b': 'x'})" in msg and "spatial_dims=('a', 'b')" in msg
+    two = str(no_spatial_dims_error("w", ("p", "q")))
+    assert "spatial_dims=('p', 'q')" in two
+    one = str(no_spatial_dims_error("u", ("t",)))
+    assert "(dims ('t',))" in one and "spatial_dims=('y_dim', 'x_dim')" in one
+
+
+# ---- description -----------------------------------------------------------------------------
+def test_summary_reports_each_axis_periodicity_mapping_and_aux():
+    lat = np.array([40.0, 30.0, 20.0, 10.0])
+    lon = np.arange(0.0, 360.0, 2.5)
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((4, 144)), {"grid_mapping": "crs"})},
+        coords={
+            "lat": ("lat", lat, {"units": "degrees_north", "bounds": "lat_bnds"}),
+            "lon": ("lon", lon, {"units": "degrees_east"}),
+            "area": (("lat", "lon"), np.ones((4, 144)), {"units": "m2"}),
+        },
+    )
+    ds["lat_bnds"] = (("lat", "nv"), np.stack([lat + 6.0, lat - 4.0], axis=1))  # uneven edges
+    ds["crs"] = ((), 0, {"grid_mapping_name": "latitude_longitude"})
+    assert Grid(ds, "lat", "lon").summary() == {
+        "axes": {
+            "y": {
+                "dim": "lat",
+                "size": 4,
+                "spacing": -10.0,
+                "extent": (6.0, 46.0),
+                "order": "descending",
+                "units": "degrees_north",
+                "bounds": "lat_bnds",
+            },
+            "x": {
+                "dim": "lon",
+                "size": 144,
+                "spacing": 2.5,
+                "extent": (-1.25, 358.75),
+                "order": "ascending",
+                "units": "degrees_east",
+            },
+        },
+        "periodic_x": True,
+        "grid_mapping": "crs",
+        "aux_coords": ["area"],
+    }
+
+
+def test_summary_of_index_and_gaussian_axes():
+    xn, _ = np.polynomial.legendre.leggauss(48)
+    lat = np.degrees(np.arcsin(xn))
+    ds = xr.Dataset({"v": (("lat", "x"), np.zeros((48, 5)))}, coords={"lat": ("lat", lat)})
+    axes = Grid(ds, "lat", "x").summary()["axes"]
+    assert axes["x"] == {"dim": "x", "size": 5, "coords": "none (index grid)"}
+    y = axes["y"]
+    assert y["spacing"] == "irregular" and y["gaussian"] == 48 and y["order"] == "ascending"
+    assert y["extent"] == (-90.0, 90.0) and y["units"] == "" and "bounds" not in y
+    irregular = xr.Dataset({"v": (("y", "x"), np.zeros((3, 2)))}, coords={"y": [0.0, 1.0, 3.0]})
+    iy = Grid(irregular, "y", "x").summary()["axes"]["y"]
+    assert iy["extent"] == (0.0, 3.0) and "gaussian" not in iy  # no bounds: the outer centres
+
+
+# ---- bounds names, CRS, Gaussian edge cases -----------------------------------------------------
+def test_new_bounds_avoid_taken_names_and_reuse_a_two_long_dim():
+    xn, _ = np.polynomial.legendre.leggauss(8)
+    lat = np.degrees(np.arcsin(xn))
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((8, 2))), "lat_bnds": ("other", np.zeros(3))},
+        coords={"lat": ("lat", lat), "lon": ("lon", [0.0, 1.0])},
+    )
+    ds["junk"] = ("bnds", np.zeros(3))  # a 'bnds' dim of another length
+    ref = Grid(ds, "lat", "lon").refine(2)
+    assert ref["lat"].attrs["bounds"] == "lat_bnds_"
+    assert ref["lat_bnds_"].dims == ("lat", "bnds_")
+    ds2 = ds.drop_vars(["junk", "lat_bnds"]).assign(pair=("bnds", [0.0, 1.0]))
+    ref2 = Grid(ds2, "lat", "lon").refine(2)
+    assert ref2["lat_bnds"].dims == ("lat", "bnds")  # an existing 2-long 'bnds' dim is the CF one
+
+
+def test_crs_from_wkt_spatial_ref_or_cf_and_a_warning_when_not_understood():
+    from pyproj import CRS
+
+    ds = xr.Dataset({"v": (("y", "x"), np.zeros((2, 2)), {"grid_mapping": "gm"})})
+    utm, laea = CRS.from_epsg(32633), CRS.from_epsg(3035)
+    for attrs, want in (
+        ({"crs_wkt": utm.to_wkt()}, utm),
+        ({"spatial_ref": utm.to_wkt()}, utm),
+        ({"crs_wkt": laea.to_wkt(), "spatial_ref": utm.to_wkt()}, laea),
+        (
+            {"grid_mapping_name": "latitude_longitude"},
+            CRS.from_cf({"grid_mapping_name": "latitude_longitude"}),
+        ),
+    ):
+        g = Grid(ds.assign(gm=((), 0, attrs)), "y", "x")
+        assert g.crs() == want
+    bad = Grid(ds.assign(gm=((), 0, {"grid_mapping_name": "no_such_projection"})), "y", "x")
+    with pytest.warns(
+        UserWarning, match=r"^grid mapping 'gm' not understood by pyproj \(.+\); 2-D coordinates"
+    ):
+        assert bad.crs() is None
+    assert Grid(ds, "y", "x").crs() is None
+
+
+def test_gaussian_edges_need_three_finite_latitudes_inside_the_poles():
+    xn, _ = np.polynomial.legendre.leggauss(32)
+    lat = np.degrees(np.arcsin(xn))
+    n, edges = gaussian_edges(lat[10:13])  # three rows of a band are enough
+    assert n == 32 and edges.shape == (4,)
+    n, down = gaussian_edges(lat[12:9:-1])
+    np.testing.assert_array_equal(down, edges[::-1])
+    assert gaussian_edges(lat[10:12]) is None
+    bad = lat.copy()
+    bad[5] = np.nan
+    assert gaussian_edges(bad) is None
+    assert gaussian_edges(np.concatenate([lat, [90.0]])) is None
+    assert gaussian_edges(np.array([-90.0, 0.0, 90.0])) is None
+    # the full grid: edges start and end at the poles exactly, every cell's area is its weight
+    n, full = gaussian_edges(lat)
+    assert n == 32 and full[0] == -90.0 and full[-1] == 90.0 and np.all(np.diff(full) > 0)
+
+
+@pytest.mark.parametrize("n", [3, 64, 95, 200])
+def test_gaussian_grids_of_any_size_are_found_from_a_band(n):
+    xn, wn = np.polynomial.legendre.leggauss(n)
+    lat = np.degrees(np.arcsin(xn))
+    k = max(0, n // 2 - 3)
+    found = gaussian_edges(lat[k : k + min(n, 5)])
+    assert found is not None and found[0] == n
+    e = found[1]
+    np.testing.assert_allclose(np.diff(np.sin(np.radians(e))), wn[k : k + min(n, 5)], atol=1e-12)
+
+
+# ---- 2-D auxiliary coordinates -------------------------------------------------------------------
+def _laea_dataset(lon_convention: str = "0-360", shift: float = 0.0, dtype=np.float32):
+    """A 4 × 5 EPSG:3035 (northing-first axis order) grid around 10°E 52°N with 2-D lat/lon in
+    several spellings: CF names, units only, a bare NEMO name."""
+    from pyproj import CRS, Transformer
+
+    crs = CRS.from_epsg(3035)
+    y = 3.2e6 + 50e3 * np.arange(4)
+    x = 4.3e6 + 50e3 * np.arange(5)
+    to_geo = Transformer.from_crs(crs, "EPSG:4258", always_xy=True)
+    lon, lat = to_geo.transform(*np.meshgrid(x, y))
+    lon = np.mod(lon, 360.0) if lon_convention == "0-360" else lon
+    coords = {
+        "y": ("y", y, {"standard_name": "projection_y_coordinate", "units": "m"}),
+        "x": ("x", x, {"standard_name": "projection_x_coordinate", "units": "m"}),
+        "lat": (
+            ("y", "x"),
+            (lat + shift).astype(dtype),
+            {"standard_name": "latitude", "units": "degrees_north"},
+        ),
+        "lon": (("y", "x"), lon.astype(dtype), {"standard_name": "longitude", "units": "degrees_east"}),
+        "glat": (("y", "x"), lat.astype(dtype), {"units": "degrees_north"}),
+        "nav_lon": (("y", "x"), lon.astype(dtype)),
+        "area": (("y", "x"), np.full((4, 5), 2.5e9, dtype), {"units": "m2"}),
+    }
+    ds = xr.Dataset({"v": (("y", "x"), np.zeros((4, 5)), {"grid_mapping": "laea"})}, coords=coords)
+    return ds.assign(laea=((), 0, {"crs_wkt": crs.to_wkt()})), to_geo
+
+
+def test_2d_coords_of_a_projected_grid_are_recomputed_in_their_convention_and_dtype():
+    import warnings
+
+    ds, to_geo = _laea_dataset("0-360")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the 0–360 longitudes agree with the mapping: no fallback
+        ref = Grid(ds, "y", "x").refine(3)
+    lon, lat = to_geo.transform(*np.meshgrid(ref["x"].values, ref["y"].values))
+    for name, want in (
+        ("lat", lat),
+        ("glat", lat),
+        ("lon", np.mod(lon, 360.0)),
+        ("nav_lon", np.mod(lon, 360.0)),
+    ):
+        got = ref[name]
+        assert got.dtype == np.float32 and got.dims == ("y", "x") and got.shape == (12, 15), name
+        np.testing.assert_allclose(got.values, want, atol=2e-5, err_msg=name)
+        assert got.attrs == ds[name].attrs and got.encoding == {"_FillValue": None}
+    assert float(ref["lon"].min()) > 0 and float(ref["lon"].max()) < 360  # [0, 360) kept
+    # a non-geographic 2-D coordinate is interpolated, keeping its dtype and attrs
+    assert ref["area"].dtype == np.float32 and np.allclose(ref["area"].values, 2.5e9)
+    assert ref["area"].attrs == {"units": "m2"} and ref["area"].encoding == {"_FillValue": None}
+
+
+def test_2d_coords_that_disagree_with_the_mapping_are_interpolated_with_a_warning():
+    ds, _ = _laea_dataset("pm180", shift=0.01)
+    with pytest.warns(
+        UserWarning, match=r"^'lat' does not match grid mapping 'laea' \(max error 0\.01°\); interp"
+    ):
+        ref = Grid(ds, "y", "x").refine(2)
+    lat = ds["lat"].values.astype(np.float64)
+    np.testing.assert_allclose(ref["lat"].values, refine_linear(refine_linear(lat, 2, 0), 2, 1), rtol=1e-6)
+
+
+def test_2d_coords_without_a_refinable_axis_pair_are_interpolated():
+    ds, _ = _laea_dataset("pm180")
+    ds = ds.drop_vars("x")  # x is now an index dim: no projection coordinates to transform
+    ref = Grid(ds, "y", "x").refine(2)
+    lat = ds["lat"].values.astype(np.float64)
+    np.testing.assert_allclose(ref["lat"].values, refine_linear(refine_linear(lat, 2, 0), 2, 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize(("convention", "start"), [("pm180", 170.0), ("0-360", 350.0)])
+def test_interpolated_longitudes_cross_the_antimeridian_without_a_seam(convention, start):
+    """No grid mapping: 2-D longitudes are unwrapped along both axes, interpolated, wrapped back."""
+
+    def field(iy: np.ndarray, ix: np.ndarray) -> np.ndarray:
+        return start + 4.0 * ix[None, :] + 3.0 * iy[:, None]  # crosses the wrap along both axes
+
+    def wrapped(lon: np.ndarray) -> np.ndarray:
+        return (lon + 180.0) % 360.0 - 180.0 if convention == "pm180" else np.mod(lon, 360.0)
+
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((5, 6)))},
+        coords={
+            "lon": (
+                ("y", "x"),
+                wrapped(field(np.arange(5.0), np.arange(6.0))).astype(np.float32),
+                {"units": "degrees_east"},
+            ),
+            "cell": (("y", "x"), np.arange(30, dtype=np.int32).reshape(5, 6)),
+        },
+    )
+    ref = Grid(ds, "y", "x").refine(2)
+    p = lambda n: (np.arange(2 * n) + 0.5) / 2 - 0.5  # noqa: E731 - sub-cell centres in index space
+    want = wrapped(field(p(5), p(6)))  # the field is linear in index space: interpolation is exact
+    got = ref["lon"].values.astype(np.float64)
+    diff = np.abs(got - want)
+    np.testing.assert_array_less(np.minimum(diff, 360.0 - diff), 1e-4)
+    if convention == "pm180":
+        assert got.min() >= -180 and got.max() < 180
+    else:
+        assert got.min() >= 0 and got.max() < 360
+    assert ref["lon"].dtype == np.float32 and ref["lon"].attrs == {"units": "degrees_east"}
+    assert ref["cell"].dtype == np.float64  # integer coordinates become float when interpolated
+    np.testing.assert_allclose(
+        ref["cell"].values[::2, ::2][1:, 1:], np.arange(30).reshape(5, 6)[1:, 1:] - 1.75
+    )
+
+
+def test_projected_coordinates_without_units_are_metres():
+    ds, to_geo = _laea_dataset("pm180", dtype=np.float64)
+    for d in ("x", "y"):
+        ds[d].attrs.pop("units")
+    ref = Grid(ds, "y", "x").refine(2)
+    lon, lat = to_geo.transform(*np.meshgrid(ref["x"].values, ref["y"].values))
+    np.testing.assert_allclose(ref["lat"].values, lat, atol=1e-9)
+    np.testing.assert_allclose(ref["lon"].values, lon, atol=1e-9)
+
+
+def test_rotated_geotransform_terms_are_rescaled_too():
+    ds = xr.Dataset({"v": (("y", "x"), np.zeros((2, 3)), {"grid_mapping": "crs"})})
+    ds["crs"] = ((), 0, {"GeoTransform": "100 10 2 200 3 -10"})
+    out = Grid(ds, "y", "x").refine(2)["crs"].attrs["GeoTransform"]
+    assert [float(t) for t in out.split()] == [100.0, 5.0, 1.0, 200.0, 1.5, -5.0]
+    ds["crs"].attrs["GeoTransform"] = "1 2 3"  # not a GeoTransform: left as it is
+    assert Grid(ds, "y", "x").refine(2)["crs"].attrs["GeoTransform"] == "1 2 3"
+
+
+def test_irregular_message_gives_the_steps_the_offset_and_the_storage_tolerance():
+    from sciSR.grid import STORAGE_ULPS, irregular_message
+
+    v = np.array([0.0, 1.0, 2.0, 3.5, 4.0]) + 0.1  # not float32 numbers
+    i = np.arange(5.0)
+    coef = np.linalg.lstsq(np.stack([i, np.ones(5)], axis=1), v, rcond=None)[0]
+    off = np.abs(v - (coef[0] * i + coef[1])).max()
+    tol64, tol32 = STORAGE_ULPS * np.spacing(4.1), STORAGE_ULPS * float(np.spacing(np.float32(4.1)))
+    msg64 = irregular_message("x", v)
+    assert msg64.startswith("coordinate 'x' is irregularly spaced (steps from 0.5 to 1.5, values up to ")
+    assert f"up to {off:.2g} off the nearest regular grid where rounding allows {tol64:.2g})" in msg64
+    msg32 = irregular_message("x", v, np.float32)
+    assert f"rounding allows {tol32:.2g})" in msg32 and tol32 > 1e6 * tol64
+    ds = xr.Dataset({"v": (("y", "x"), np.zeros((2, 5)))}, coords={"x": ("x", v), "y": [0.0, 1.0]})
+    ds["x"].encoding["dtype"] = np.dtype("float32")
+    with pytest.raises(ValueError) as err:
+        Grid(ds, "y", "x").refine(2)
+    assert msg32 in str(err.value)
+
+
+def test_storage_ulp_follows_the_stored_precision():
+    from sciSR.grid import storage_ulp
+
+    v = np.array([0.1, -100.3, 7.0])  # not float32 numbers
+    assert storage_ulp(v) == np.spacing(100.3)
+    assert storage_ulp(v, np.float32) == float(np.spacing(np.float32(100.3)))
+    assert storage_ulp(v, "float16") == float(np.spacing(np.float16(100.3)))
+    assert storage_ulp(v, np.int16) == np.spacing(100.3)  # integers on disk: the values' own precision
+    assert storage_ulp(v, np.float64) == np.spacing(100.3)
+    exact32 = np.float32(v).astype(np.float64)
+    assert storage_ulp(exact32) == float(np.spacing(np.float32(100.3)))  # promoted float32 values
+    assert storage_ulp(np.array([])) == np.spacing(0.0)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_refine_linear_repeats_a_single_cell_and_interpolates_two(axis):
+    one = np.array([[1.0, 2.0, 3.0]]) if axis == 0 else np.array([[1.0], [2.0]])
+    got = refine_linear(one, 3, axis)
+    np.testing.assert_array_equal(got, np.repeat(one, 3, axis=axis))
+    two = np.array([[0.0, 10.0], [4.0, 6.0]])
+    got = refine_linear(two, 2, axis)
+    lo, hi = np.take(two, 0, axis), np.take(two, 1, axis)
+    expect = np.stack(
+        [lo - (hi - lo) / 4, lo + (hi - lo) / 4, hi - (hi - lo) / 4, hi + (hi - lo) / 4], axis=axis
+    )
+    np.testing.assert_allclose(got, expect)
