@@ -654,3 +654,102 @@ def test_refine_linear_repeats_a_single_cell_and_interpolates_two(axis):
         [lo - (hi - lo) / 4, lo + (hi - lo) / 4, hi - (hi - lo) / 4, hi + (hi - lo) / 4], axis=axis
     )
     np.testing.assert_allclose(got, expect)
+
+
+def test_refined_coordinates_keep_attrs_and_dtype_and_never_get_a_fill_value():
+    x = np.array([100.0, 110.0, 120.0], np.float32)
+    ds = xr.Dataset(
+        {"v": (("y", "x", "z"), np.zeros((2, 3, 4)))},
+        coords={
+            "x": ("x", x, {"units": "m", "standard_name": "projection_x_coordinate", "bounds": "x_bnds"}),
+            "z": ("z", np.arange(4, dtype=np.int32), {"axis": "X"}),
+        },
+    )
+    ds["x_bnds"] = (("x", "nv"), np.stack([x - 5, x + 5], axis=1).astype(np.float32), {"units": "m"})
+    ref = Grid(ds, "y", "x").refine(2)  # y has no coordinate: an index axis, skipped
+    assert "y" not in ref
+    assert ref["x"].dtype == np.float32 and ref["x"].attrs == ds["x"].attrs
+    assert ref["x"].encoding == {"_FillValue": None}
+    assert ref["x_bnds"].dtype == np.float32 and ref["x_bnds"].attrs == {"units": "m"}
+    assert ref["x_bnds"].encoding == {"_FillValue": None}
+    np.testing.assert_array_equal(ref["x_bnds"].values[:2], [[95.0, 100.0], [100.0, 105.0]])
+    ints = Grid(ds, "y", "z").refine(2)["z"]  # integer coordinates refine to float64
+    assert ints.dtype == np.float64 and ints.attrs == {"axis": "X"} and ints.encoding == {"_FillValue": None}
+    np.testing.assert_array_equal(ints.values, np.arange(8) / 2 - 0.25)
+    ib = ds.assign(x_bnds=ds["x_bnds"].astype(np.int64))
+    assert Grid(ib, "y", "x").refine(2)["x_bnds"].dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("x", "bnds", "want"),
+    [
+        ([5.0], [[0.0, 10.0]], [[0.0, 5.0], [5.0, 10.0]]),  # a single cell: its bounds give the spacing
+        ([5.0], [[10.0, 0.0]], [[5.0, 0.0], [10.0, 5.0]]),  # pairs keep their own orientation
+        ([5.0, 15.0], [[0.0, 10.0], [10.0, 20.0]], [[0, 5], [5, 10], [10, 15], [15, 20]]),
+        ([15.0, 5.0], [[20.0, 10.0], [10.0, 0.0]], [[20, 15], [15, 10], [10, 5], [5, 0]]),
+    ],
+)
+def test_bounds_of_one_and_two_cell_axes_are_split_along_the_axis(x, bnds, want):
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((2, len(x))))},
+        coords={"x": ("x", x, {"bounds": "x_bnds"}), "y": [0.0, 1.0]},
+    )
+    ds["x_bnds"] = (("x", "nv"), np.array(bnds))
+    ref = Grid(ds, "y", "x").refine(2)
+    np.testing.assert_array_equal(ref["x_bnds"].values, np.array(want, float))
+    np.testing.assert_array_equal(ref["x"].values, np.array(want, float).mean(axis=1))
+
+
+def test_single_cell_without_bounds_is_refused_with_the_fix():
+    ds = xr.Dataset({"v": (("y", "x"), np.zeros((2, 1)))}, coords={"x": [5.0], "y": [0.0, 1.0]})
+    with pytest.raises(
+        ValueError, match=r"^axis 'x' has a single cell and no bounds: its spacing is unknown, so"
+    ):
+        Grid(ds, "y", "x").refine(2)
+    two = xr.Dataset({"v": (("y", "x"), np.zeros((2, 2)))}, coords={"x": [5.0, 7.0], "y": [0.0, 1.0]})
+    np.testing.assert_array_equal(Grid(two, "y", "x").refine(2)["x"].values, [4.5, 5.5, 6.5, 7.5])
+
+
+@pytest.mark.parametrize("shape", ["1-D", "other dims"])
+def test_malformed_bounds_are_ignored_with_a_warning(shape):
+    x = np.array([0.0, 1.0, 2.0])
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((2, 3)))}, coords={"x": ("x", x, {"bounds": "xb"}), "y": [0.0, 1.0]}
+    )
+    ds["xb"] = ("x", x) if shape == "1-D" else (("nv", "w"), np.zeros((2, 3)))
+    with pytest.warns(UserWarning, match=r"^bounds variable 'xb' does not have shape \(x, 2\); ignored$"):
+        ref = Grid(ds, "y", "x").refine(2)
+    np.testing.assert_allclose(ref["x"].values, np.arange(6) / 2 - 0.25)
+
+
+def test_cf_bounds_win_over_gaussian_quadrature_edges():
+    xn, _ = np.polynomial.legendre.leggauss(8)
+    lat = np.degrees(np.arcsin(xn))
+    edges = np.concatenate([[-90.0], (lat[:-1] + lat[1:]) / 2, [90.0]])  # midpoints: not the quadrature
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((8, 2)))},
+        coords={"lat": ("lat", lat, {"bounds": "lat_bnds"}), "lon": ("lon", [0.0, 1.0])},
+    )
+    ds["lat_bnds"] = (("lat", "nv"), np.stack([edges[:-1], edges[1:]], axis=1))
+    g = Grid(ds, "lat", "lon")
+    assert g.y.gaussian == 8
+    np.testing.assert_array_equal(g.cell_bounds(g.y), ds["lat_bnds"].values)
+    np.testing.assert_array_equal(g.refine(2)["lat_bnds"].values[::2, 0], edges[:-1])
+
+
+def test_regular_fit_origin_and_the_stored_precision():
+    fit = regular_fit(np.array([5.0, 7.0, 9.0]))
+    assert fit == regular_fit(np.array([5.0, 7.0, 9.0])) and (fit.step, fit.origin, fit.exact) == (
+        2.0,
+        5.0,
+        True,
+    )
+    x = -28.375 + 0.11 * np.arange(424)
+    x[100] += 3e-6  # a float32 ulp here, and the file says the axis is stored as float32
+    f32 = regular_fit(x, np.float32)
+    assert f32 is not None and not f32.exact and f32.step == pytest.approx(0.11, abs=1e-8)
+    assert f32.origin == pytest.approx(-28.375, abs=1e-6)
+    from sciSR.grid import Axis
+
+    irregular = Axis("x", 3, "x", np.array([0.0, 1.0, 3.0]), {}, None, None)
+    assert irregular.regular_values() is None

@@ -5,7 +5,8 @@
 #                 and the tests run against each mutant); `run.sh list` prints the targets
 #   WORKDIR       scratch tree (default or "": a new temporary directory); the repository is never modified
 #   MAX_CHILDREN  parallel mutant workers (default 2)
-#   MUTANT_GLOB   only run the mutants whose names match (e.g. 'sciSR.io.geotiff.x__collect_bands__mutmut_*')
+#   MUTANT_GLOB   only run the mutants whose names match (e.g. 'sciSR.io.geotiff.x__collect_bands__mutmut_*');
+#                 default: the '# mutants:' line of TARGET.cfg, if any, else every mutant
 # Needs mutmut in the project venv: .venv/bin/pip install mutmut
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -29,6 +30,10 @@ rm -rf "$work/sciSR" "$work/tests" "$work/recipes" "$work/mutants" "$work/result
 cp -r "$repo/sciSR" "$repo/tests" "$repo/recipes" "$work/"
 find "$work/sciSR" "$work/tests" "$work/recipes" -name __pycache__ -prune -exec rm -rf {} +
 cp "$cfg" "$work/setup.cfg"
+if [ $# -eq 0 ]; then  # a target may restrict itself to some functions: "# mutants: GLOB ..." in its .cfg
+    read -r -a globs <<< "$(sed -n 's/^# mutants: //p' "$cfg")"
+    set -- "${globs[@]}"
+fi
 cd "$work"
 export PATH="$repo/.venv/bin:$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 echo "mutation run of '$target' in $work"
