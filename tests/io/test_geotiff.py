@@ -372,3 +372,115 @@ def test_open_is_lazy_and_windows_read_exactly(dem_path):
     ):
         got = ds.band_data.isel(sel).values
         np.testing.assert_array_equal(got, full[(slice(None), sel["y"], sel["x"])])
+
+
+# ---------------------------------------------------------------------------------- output dtype and packing
+def test_float_output_drops_the_packing_and_is_not_copied():
+    y = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    enc = {"scales": (0.5,), "offsets": (1.0,), "_FillValue": -9999, "other": 1}
+    out, new = geotiff._cast(y, np.dtype("int16"), None, -9999, enc, 0)
+    assert out is y  # already float32: no copy of a large raster
+    assert new == {"dtype": np.dtype("float32"), "_FillValue": -9999, "other": 1}
+    assert enc == {"scales": (0.5,), "offsets": (1.0,), "_FillValue": -9999, "other": 1}  # input untouched
+    out64, new64 = geotiff._cast(y, np.dtype("int16"), "float64", None, {}, None)
+    assert out64.dtype == np.float64 and new64 == {"dtype": np.dtype("float64")}
+
+
+def test_integer_output_is_packed_per_band_or_with_one_shared_packing():
+    y = np.array([[[10.0, 12.0]], [[-4.0, 0.0]]])  # physical values of two bands, (band, y, x)
+    enc = {"scales": (0.5, 2.0), "offsets": (10.0, -4.0)}
+    out, new = geotiff._cast(y, np.dtype("int16"), "source", None, enc, 0)
+    np.testing.assert_array_equal(out, [[[0, 4]], [[0, 2]]])  # (value - offset) / scale, per band
+    assert out.dtype == np.int16 and new["dtype"] == np.int16 and new["scales"] == (0.5, 2.0)
+    shared = {"scales": (0.5, 0.5), "offsets": (1.0, 1.0)}
+    out, _ = geotiff._cast(np.array([[3.0, 5.0]]), np.dtype("int16"), "source", None, shared, None)
+    np.testing.assert_array_equal(out, [[4, 8]])
+    mixed = {"scales": (1.0, 2.0), "offsets": (5.0, 5.0)}  # per-band packing without a band axis: raw values
+    out, _ = geotiff._cast(np.array([[3.0, 5.0]]), np.dtype("int16"), "source", None, mixed, None)
+    np.testing.assert_array_equal(out, [[3, 5]])
+    for band_axis in (None, 0):  # no packing at all
+        out, _ = geotiff._cast(np.array([[3.4, 5.6]]), np.dtype("int16"), "source", None, {}, band_axis)
+        np.testing.assert_array_equal(out, [[3, 6]])
+
+
+def test_integer_output_nodata_at_the_top_of_the_range():
+    y = np.array([[np.nan, 254.9, 100.0]])
+    out, _ = geotiff._cast(y, np.dtype("uint8"), "source", 255, {}, None)
+    np.testing.assert_array_equal(out, [[255, 254, 100]])  # a valid 255 moves one step down
+    with pytest.raises(ValueError) as err:
+        geotiff._cast(y, np.dtype("int16"), "source", None, {}, None)
+    assert str(err.value) == (
+        "the output has nodata (NaN) cells that int16 cannot mark: the source has no usable nodata "
+        "value (None); keep the float32 default"
+    )
+    with pytest.raises(
+        TypeError, match=r"^cannot write raster values as bool; use a float or integer dtype$"
+    ):
+        geotiff._cast(y, np.dtype("uint8"), "bool", 255, {}, None)
+
+
+def test_a_valid_value_on_the_nodata_value_moves_one_step_up():
+    y = np.array([[np.nan, -9999.2, 5.0]])
+    out, _ = geotiff._cast(y, np.dtype("int16"), "source", -9999, {}, None)
+    np.testing.assert_array_equal(out, [[-9999, -9998, 5]])
+
+
+def _grid_ds(**variables) -> xr.Dataset:
+    return xr.Dataset(
+        variables,
+        coords={
+            "y": ("y", [15.0, 5.0], {"units": "m"}),
+            "x": ("x", [5.0, 15.0, 25.0], {"units": "m"}),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("attrs", "scale", "offset"),
+    [
+        ({"scale_factor": 0.1, "add_offset": 100.0}, 0.1, 100.0),
+        ({"scale_factor": 0.5}, 0.5, 0.0),
+        ({"add_offset": -3.0}, 1.0, -3.0),
+    ],
+)
+def test_cf_packed_integers_are_written_with_band_scales(tmp_path, attrs, scale, offset):
+    raw = np.array([[1, 2, 3], [4, 5, 6]], np.int16)
+    ds = _grid_ds(t=(("y", "x"), raw, dict(attrs, units="K")))
+    sciSR.write(ds, tmp_path / "p.tif")
+    with rasterio.open(tmp_path / "p.tif") as f:
+        assert f.dtypes[0] == "int16" and f.scales == (scale,) and f.offsets == (offset,)
+        np.testing.assert_array_equal(f.read(1), raw)
+    back = sciSR.open(tmp_path / "p.tif").band_data.values[0]
+    np.testing.assert_allclose(back, raw * scale + offset, rtol=1e-6)
+    # next to a float variable the packed one is written as physical values
+    mixed = ds.assign(f=(("y", "x"), np.zeros((2, 3), np.float32)))
+    sciSR.write(mixed, tmp_path / "m.tif")
+    with rasterio.open(tmp_path / "m.tif") as f:
+        assert f.dtypes[0] == "float32" and f.scales == (1.0, 1.0) and f.offsets == (0.0, 0.0)
+        np.testing.assert_allclose(f.read(1), raw * scale + offset, rtol=1e-6)
+        assert f.descriptions == ("t", "f")
+
+
+def test_band_descriptions_and_the_one_band_dim_rule(tmp_path):
+    one = _grid_ds(band_data=(("y", "x"), np.ones((2, 3), np.float32)))
+    sciSR.write(one, tmp_path / "one.tif")
+    with rasterio.open(tmp_path / "one.tif") as f:
+        assert f.descriptions == (None,)  # a single unnamed raster: no description
+    two = _grid_ds(
+        band_data=(("y", "x"), np.ones((2, 3), np.float32)),
+        slope=(("y", "x"), np.ones((2, 3), np.float32), {"long_name": "terrain slope"}),
+    )
+    sciSR.write(two, tmp_path / "two.tif")
+    with rasterio.open(tmp_path / "two.tif") as f:
+        assert f.descriptions == ("band_data", "terrain slope")
+    cube = _grid_ds(v=(("t", "z", "y", "x"), np.zeros((2, 3, 2, 3), np.float32)))
+    with pytest.raises(ValueError) as err:
+        geotiff._collect_bands(cube, geotiff.GeoTiffAdapter())
+    assert str(err.value) == (
+        "'v' has 2 non-spatial dims ['t', 'z']; a GeoTIFF holds one band dim: select the others first "
+        "(e.g. ds.isel(t=0))"
+    )
+    with pytest.raises(
+        ValueError, match=r"nothing to write as GeoTIFF: no variable has spatial dims \(variables: \['s'\]\)"
+    ):
+        geotiff._collect_bands(xr.Dataset({"s": ((), 1.0)}), geotiff.GeoTiffAdapter())

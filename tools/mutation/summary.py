@@ -2,7 +2,7 @@
 
 Mutants in functions no selected test runs (``no tests``) count as not detected.
 
-Usage: python tools/mutation/summary.py results.txt
+Usage: python tools/mutation/summary.py results.txt [rerun-results.txt ...]
 """
 
 from __future__ import annotations
@@ -11,24 +11,33 @@ import collections
 import sys
 
 
-def main(path: str) -> None:
+def read_statuses(paths: list[str]) -> dict[str, str]:
+    """Mutant name → status; a later file (a rerun of some mutants) overrides an earlier one."""
+    statuses: dict[str, str] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if ":" not in line or "__mutmut_" not in line:
+                    continue
+                name, status = (part.strip() for part in line.rsplit(":", 1))
+                if status != "not checked" or name not in statuses:
+                    statuses[name] = status
+    return statuses
+
+
+def main(paths: list[str]) -> None:
     by_module: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     survivors = []
     skipped = 0
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for line in lines:
-        if ":" not in line or "__mutmut_" not in line:
-            continue
-        name, status = (part.strip() for part in line.rsplit(":", 1))
+    for name, status in read_statuses(paths).items():
         if status == "not checked":  # outside a MUTANT_GLOB selection
             skipped += 1
             continue
         module = name.split(".x", 1)[0].split(".x_", 1)[0]
         by_module[module][status] += 1
-        if status != "killed":
+        if status not in ("killed", "timeout"):
             survivors.append(f"{name}: {status}")
-    total = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
     for module, counts in sorted(by_module.items()):
         total.update(counts)
         n = sum(counts.values())
@@ -37,11 +46,11 @@ def main(path: str) -> None:
     found = total["killed"] + total["timeout"]  # a mutant that makes the tests hang is detected too
     print(f"all: {found}/{n} detected ({100 * found / max(n, 1):.1f}%)  {dict(total)}")
     if skipped:
-        print(f"({skipped} mutants not checked in this run)")
+        print(f"({skipped} mutants not checked)")
     print("not detected:")
     for s in survivors:
         print("  " + s)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1:])
