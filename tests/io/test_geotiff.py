@@ -484,3 +484,19 @@ def test_band_descriptions_and_the_one_band_dim_rule(tmp_path):
         ValueError, match=r"nothing to write as GeoTIFF: no variable has spatial dims \(variables: \['s'\]\)"
     ):
         geotiff._collect_bands(xr.Dataset({"s": ((), 1.0)}), geotiff.GeoTiffAdapter())
+
+
+def test_written_nodata_comes_from_the_encoding_the_attrs_or_nan(tmp_path):
+    vals = np.array([[1.0, np.nan, 3.0], [4.0, 5.0, 6.0]], np.float32)
+    for where, expect in (("attrs", -1.0), ("encoding", -2.0), (None, None)):
+        ds = _grid_ds(v=(("y", "x"), vals, {"_FillValue": -1.0} if where == "attrs" else {}))
+        if where == "encoding":
+            ds["v"].encoding["_FillValue"] = -2.0
+        sciSR.write(ds, tmp_path / f"{where}.tif")
+        with rasterio.open(tmp_path / f"{where}.tif") as f:
+            got = f.read(1)
+            if expect is None:  # NaN cells and no nodata value given: NaN is the nodata value
+                assert np.isnan(f.nodata) and np.isnan(got[0, 1])
+            else:
+                assert f.nodata == expect and got[0, 1] == expect
+            assert got[0, 0] == 1.0 and got[1, 2] == 6.0
