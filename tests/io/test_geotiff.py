@@ -500,3 +500,30 @@ def test_written_nodata_comes_from_the_encoding_the_attrs_or_nan(tmp_path):
             else:
                 assert f.nodata == expect and got[0, 1] == expect
             assert got[0, 0] == 1.0 and got[1, 2] == 6.0
+
+
+# ------------------------------------------------------------------------------ transform from coordinates
+def test_transform_from_coordinates_stored_geotransform_or_index_grid():
+    ds = _grid_ds(v=(("y", "x"), np.zeros((2, 3))))
+    assert geotiff.dataset_transform(ds) == Affine(10.0, 0.0, 0.0, 0.0, -10.0, 20.0)  # default dims y/x
+    bare = xr.Dataset({"v": (("y", "x"), np.zeros((2, 3)))})
+    assert geotiff.dataset_transform(bare) == Affine.identity()  # a plain pixel grid
+    half = bare.assign_coords(y=("y", [15.0, 5.0]))  # y located, x only an index: not a georeferenced grid
+    assert geotiff.dataset_transform(half) == Affine.identity()
+    with pytest.raises(
+        ValueError, match=r"^no georeferencing found: expected 1-D 'lat'/'lon' coords or spatial_ref"
+    ):
+        geotiff.dataset_transform(bare, "lat", "lon")
+    # one row: its height comes from the stored GeoTransform
+    row = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((1, 3)))},
+        coords={"y": ("y", [17.5]), "x": ("x", [5.0, 15.0, 25.0])},
+    )
+    row = row.assign_coords(spatial_ref=((), 0, {"GeoTransform": "0 10 0 20 0 -5"}))
+    assert geotiff.dataset_transform(row) == Affine(10.0, 0.0, 0.0, 0.0, -5.0, 20.0)
+    col = row.isel(x=[1]).assign_coords(spatial_ref=((), 0, {"GeoTransform": "10 10 0 20 0 -5"}))
+    assert geotiff.dataset_transform(col) == Affine(10.0, 0.0, 10.0, 0.0, -5.0, 20.0)
+    with pytest.raises(
+        ValueError, match=r"^cannot infer the cell size of 'y' from a single coordinate; set spatial_ref"
+    ):
+        geotiff.dataset_transform(row.drop_vars("spatial_ref"))
