@@ -527,3 +527,30 @@ def test_transform_from_coordinates_stored_geotransform_or_index_grid():
         ValueError, match=r"^cannot infer the cell size of 'y' from a single coordinate; set spatial_ref"
     ):
         geotiff.dataset_transform(row.drop_vars("spatial_ref"))
+
+
+def test_physical_values_apply_scales_offsets_and_mask_non_finite():
+    raw = np.array([[[1, 2]], [[3, 4]], [[5, 6]]], np.int16)
+    valid = np.array([[[True, False]], [[True, True]], [[True, True]]])
+    got = geotiff._physical(raw, valid, [2.0, 1.0, 1.0], [0.0, 1.0, 0.0])
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [[[2.0, np.nan]], [[4.0, 5.0]], [[5.0, 6.0]]])
+    f64 = np.array([[[1.0, np.inf, -np.inf, np.nan]]])
+    out = geotiff._physical(f64, np.ones_like(f64, bool), [1.0], [0.0])
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(np.isnan(out), [[[False, True, True, True]]])
+
+
+@pytest.mark.parametrize("nodata", [-9999.0, 1e20])
+def test_a_valid_float_equal_to_nodata_is_nudged_off_it(tmp_path, nodata):
+    vals = np.array([[nodata, np.nan, 3.0], [4.0, 5.0, 6.0]], np.float32)
+    ds = _grid_ds(v=(("y", "x"), vals))
+    ds["v"].encoding["_FillValue"] = nodata
+    sciSR.write(ds, tmp_path / "n.tif")
+    with rasterio.open(tmp_path / "n.tif") as f:
+        got = f.read(1)
+        assert f.nodata == np.float32(nodata)
+    nd = np.float32(nodata)
+    toward_zero = np.nextafter(nd, np.float32(np.inf) if nd < 0 else np.float32(-np.inf))
+    assert got[0, 0] == toward_zero and got[0, 1] == nd  # the valid cell stays valid, the NaN is nodata
+    np.testing.assert_array_equal(got[1], [4.0, 5.0, 6.0])
