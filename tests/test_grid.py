@@ -482,13 +482,13 @@ def test_gaussian_grids_of_any_size_are_found_from_a_band(n):
 
 # ---- 2-D auxiliary coordinates -------------------------------------------------------------------
 def _laea_dataset(lon_convention: str = "0-360", shift: float = 0.0, dtype=np.float32):
-    """A 4 × 5 EPSG:3035 (northing-first axis order) grid around 10°E 52°N with 2-D lat/lon in
+    """A 4 × 5 EPSG:3035 (northing-first axis order) grid near 4°W 47°N with 2-D lat/lon in
     several spellings: CF names, units only, a bare NEMO name."""
     from pyproj import CRS, Transformer
 
     crs = CRS.from_epsg(3035)
     y = 3.2e6 + 50e3 * np.arange(4)
-    x = 4.3e6 + 50e3 * np.arange(5)
+    x = 3.3e6 + 50e3 * np.arange(5)  # west of Greenwich: 0–360 longitudes differ from pyproj by 360
     to_geo = Transformer.from_crs(crs, "EPSG:4258", always_xy=True)
     lon, lat = to_geo.transform(*np.meshgrid(x, y))
     lon = np.mod(lon, 360.0) if lon_convention == "0-360" else lon
@@ -572,6 +572,7 @@ def test_interpolated_longitudes_cross_the_antimeridian_without_a_seam(conventio
             "cell": (("y", "x"), np.arange(30, dtype=np.int32).reshape(5, 6)),
         },
     )
+    ds = ds.assign_coords(nav_lon=(("y", "x"), ds["lon"].values))  # a longitude known by its name only
     ref = Grid(ds, "y", "x").refine(2)
     p = lambda n: (np.arange(2 * n) + 0.5) / 2 - 0.5  # noqa: E731 - sub-cell centres in index space
     want = wrapped(field(p(5), p(6)))  # the field is linear in index space: interpolation is exact
@@ -583,6 +584,7 @@ def test_interpolated_longitudes_cross_the_antimeridian_without_a_seam(conventio
     else:
         assert got.min() >= 0 and got.max() < 360
     assert ref["lon"].dtype == np.float32 and ref["lon"].attrs == {"units": "degrees_east"}
+    np.testing.assert_array_equal(ref["nav_lon"].values, ref["lon"].values)
     assert ref["cell"].dtype == np.float64  # integer coordinates become float when interpolated
     np.testing.assert_allclose(
         ref["cell"].values[::2, ::2][1:, 1:], np.arange(30).reshape(5, 6)[1:, 1:] - 1.75
@@ -753,3 +755,11 @@ def test_regular_fit_origin_and_the_stored_precision():
 
     irregular = Axis("x", 3, "x", np.array([0.0, 1.0, 3.0]), {}, None, None)
     assert irregular.regular_values() is None
+
+
+def test_gaussian_latitudes_rounded_within_the_tolerance_are_still_gaussian():
+    xn, _ = np.polynomial.legendre.leggauss(96)
+    lat = np.degrees(np.arcsin(xn))
+    found = gaussian_edges(lat + 0.001)  # printed with three decimals: within 1e-3 of a cell (1.9°)
+    assert found is not None and found[0] == 96
+    assert gaussian_edges(lat + 0.01) is None
