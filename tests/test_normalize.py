@@ -165,3 +165,10 @@ def test_registered_normalizers_are_found_by_kind(monkeypatch) -> None:
     assert "halve" in list_normalizers()
     nz = get_normalizer("Halve")
     assert isinstance(nz, Halve) and nz.forward(3.0) == 1.5
+
+
+def test_percentile_class_defaults_are_the_1st_and_99th_percentiles():
+    from sciSR.normalize import Percentile
+
+    x = np.random.default_rng(4).normal(size=1001)
+    assert Percentile().fit(x).params == pytest.approx(dict(zip(("lo", "hi"), np.percentile(x, [1.0, 99.0]))))
