@@ -763,3 +763,14 @@ def test_gaussian_latitudes_rounded_within_the_tolerance_are_still_gaussian():
     found = gaussian_edges(lat + 0.001)  # printed with three decimals: within 1e-3 of a cell (1.9°)
     assert found is not None and found[0] == 96
     assert gaussian_edges(lat + 0.01) is None
+
+
+def test_bounds_stored_vertex_first_are_read_along_the_axis():
+    x = np.array([0.0, 1.0, 3.0])
+    ds = xr.Dataset(
+        {"v": (("y", "x"), np.zeros((2, 3)))}, coords={"x": ("x", x, {"bounds": "xb"}), "y": [0.0, 1.0]}
+    )
+    ds["xb"] = (("nv", "x"), np.array([[-0.5, 0.5, 2.0], [0.5, 2.0, 4.0]]))  # (2, n) on disk
+    ref = Grid(ds, "y", "x").refine(2)
+    np.testing.assert_array_equal(ref["xb"].values[:, 0], [-0.5, 0.0, 0.5, 1.25, 2.0, 3.0])
+    assert ref["xb"].dims == ("x", "nv")
