@@ -7,7 +7,10 @@ Table 1 compares, at ×4 on a ``size × size`` input and in one process, a plain
   normalization and device all automatic);
 * ``fp32``: the same with ``precision="fp32"``;
 * ``tile=0``: the same with tiling switched off, so ``default / tile=0`` is the overhead of the
-  default tiler path on an input that fits one tile.
+  default tiler path on an input that fits one tile;
+* ``whole bf16``: the model entirely under bf16 autocast with channels_last (no fp32 image layers),
+  which quantizes outputs (see ``benchmarks/precision.py``) but shows what bf16 can gain on this
+  CPU at most: ``whole bf16 / default`` is the price of fp32-grade outputs.
 
 The speed-up column is plain fp32 time / default time. ESPCN uses its shipped weights, EDSR-baseline
 and RCAN random weights (speed does not depend on the values). Table 2 gives the default tile per
@@ -31,6 +34,7 @@ import torch
 import sciSR
 from sciSR.engine import cpu_has_fast_bf16
 from sciSR.pipeline import Pipeline
+from sciSR.precision import release_fp32
 
 
 def interleaved_best(fns: list[Callable[[], object]], repeat: int) -> list[float]:
@@ -70,7 +74,7 @@ def engine_table(size: int, repeat: int, scale: int = 4) -> None:
     print(f"\nsciSR.downscale vs plain fp32 model(x), ×{scale}, {size}×{size} input, output MP/s")
     print(
         f"{'model':14} {'auto runs':>9} {'plain fp32':>11} {'default':>9} {'fp32':>9} {'tile=0':>9} "
-        f"{'default/plain':>14} {'tiler overhead':>15}"
+        f"{'whole bf16':>10} {'default/plain':>14} {'whole bf16/plain':>17} {'tiler overhead':>15}"
     )
     for name in ("espcn", "edsr_baseline", "rcan"):
         model = _model(name, scale)
@@ -90,11 +94,18 @@ def engine_table(size: int, repeat: int, scale: int = 4) -> None:
         def whole(model=model) -> object:
             return sciSR.downscale(x, model=model, scale=scale, tile=0)
 
-        t_plain, t_def, t32, t0 = interleaved_best([plain, default, fp32, whole], repeat)
+        ceiling = Pipeline.build(model, scale, precision="bf16", tile=0, progress=False)
+        release_fp32(ceiling.model)
+        xb = x[None, None]
+
+        def whole_bf16(p=ceiling, xb=xb) -> object:
+            return p.run(xb, p.fit(xb))
+
+        t_plain, t_def, t32, t0, tw = interleaved_best([plain, default, fp32, whole, whole_bf16], repeat)
         runs = Pipeline.build(model, scale).engine.precision
         print(
             f"{name:14} {runs:>9} {mp / t_plain:11.3f} {mp / t_def:9.3f} {mp / t32:9.3f} {mp / t0:9.3f} "
-            f"{t_plain / t_def:13.2f}× {100 * (t_def / t0 - 1):14.1f}%",
+            f"{mp / tw:10.3f} {t_plain / t_def:13.2f}× {t_plain / tw:16.2f}× {100 * (t_def / t0 - 1):14.1f}%",
             flush=True,
         )
 
