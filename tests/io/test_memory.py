@@ -160,7 +160,7 @@ def test_eager_time_series_refused_but_streaming_fits(monkeypatch):
 
 _PEAK = textwrap.dedent(
     """
-    import json, resource, sys, warnings
+    import json, os, sys, threading, time, warnings
     import numpy as np, rasterio
     from rasterio.transform import from_origin
     warnings.simplefilter("ignore")
@@ -174,11 +174,31 @@ _PEAK = textwrap.dedent(
     orig = M.call_need
     M.call_need = lambda plans, pipe, k: seen.append(orig(plans, pipe, k)) or seen[-1]
     sciSR.downscale(sciSR.open(path).isel(x=slice(0, 64), y=slice(0, 64)), model=model, scale=scale)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    # the call's own peak: resident memory sampled every millisecond during the call, above
+    # what was resident just before it (ru_maxrss would also count earlier high-water marks)
+    peak, done = [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    before = rss()
     seen.clear()
-    sciSR.downscale(path, model=model, scale=scale)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak": after - before, "estimate": seen[0].total}))
+    th = threading.Thread(target=sample)
+    th.start()
+    try:
+        sciSR.downscale(path, model=model, scale=scale)
+    finally:
+        done.set()
+        th.join()
+    print(json.dumps({"peak": peak[0] - before, "estimate": seen[0].total}))
     """
 )
 
