@@ -1,7 +1,7 @@
 """Pretrain a 1-channel sciSR model on the photo training pool (DIV2K stand-in) and save safetensors.
 
 Photos: Debian mate-backgrounds / plasma-workspace-wallpapers / lomiri wallpapers (gathered by
-``shared/tools/fetch-training-pool.sh`` into ``~/.cache/scisr-pool/photos``) plus skimage and
+``tools/fetch-training-pool.sh`` into ``~/.cache/scisr-pool/photos``) plus skimage and
 scikit-learn sample photos. Training is on BT.601 luma in [0, 1]; LR by antialiased bicubic.
 Validation: skimage ``camera`` and ``astronaut`` (held out of the training set).
 
@@ -41,7 +41,7 @@ def training_images(pool: Path, max_side: int) -> tuple[list[np.ndarray], list[s
     """Luma of every pool photo (shrunk to ``max_side``, hiding JPEG blocking) and skimage photos."""
     paths = sorted(pool.glob("*.jpg"))
     if not paths:
-        raise SystemExit(f"no photos in {pool}; run shared/tools/fetch-training-pool.sh first")
+        raise SystemExit(f"no photos in {pool}; run tools/fetch-training-pool.sh first")
     imgs = [load_luma(p, max_side) for p in paths]
     names = [p.name for p in paths]
     for n in SKIMAGE_TRAIN:

@@ -1,6 +1,6 @@
 """Rebuild the NetCDF samples of sciSR/data/samples from the training pool (maintainers only).
 
-Run from the repository root after ../shared/tools/fetch-training-pool.sh; documented in
+Run from the repository root after tools/fetch-training-pool.sh; documented in
 sciSR/data/samples/PROVENANCE.md. Values, coordinates and attributes are copied unchanged (netCDF4
 with auto mask/scale off); only the record (time) dimension is cut and one history line added.
 """

@@ -2,7 +2,7 @@
 
 Run once by a maintainer (not at run time)::
 
-    ../shared/tools/fetch-training-pool.sh          # ETOPO5 + photos into ~/.cache/scisr-pool
+    tools/fetch-training-pool.sh          # ETOPO5 + photos into ~/.cache/scisr-pool
     pip install nilearn                              # only to read the bundled MNI152 template
     python tools/samples/make_raster_samples.py
 
