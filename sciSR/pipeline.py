@@ -53,12 +53,8 @@ def resolve_model(
             module built for another scale.
     """
     if isinstance(model, nn.Module):
+        check_module_scale(model, scale)
         model = copy.deepcopy(model)  # the caller's module is never moved, converted or re-weighted
-        ms = getattr(model, "scale", None)
-        if ms is not None and int(ms) != scale:
-            raise ValueError(
-                f"the model was built for scale {ms} but scale={scale} was asked; pass scale={ms}"
-            )
         if weights is not None:
             from .models.weights_io import load_weights_into
 
@@ -123,6 +119,85 @@ def valid_range(values: np.ndarray, valid: np.ndarray | None = None) -> tuple[fl
     return float(v.min()), float(v.max())
 
 
+def _prepare_model(
+    model: str | nn.Module,
+    scale: int,
+    in_channels: int,
+    weights: str | Path | None,
+    device: str | torch.device | None,
+    precision: str | None,
+    batch_size: int | None,
+    progress: bool | None,
+    model_kwargs: dict[str, Any],
+) -> tuple[nn.Module, Engine]:
+    """The ready model and engine of one call, reusing an earlier call's prepared model when
+    nothing it was made from changed (see :mod:`sciSR.model_cache`)."""
+    from . import model_cache
+    from .engine import resolve_device
+
+    dev = resolve_device(device)
+
+    def engine_for(net: nn.Module) -> Engine:
+        return Engine.create(net, dev, precision, batch_size, progress, model_in_channels(net), scale)
+
+    def prepare(net: nn.Module, engine: Engine) -> nn.Module:
+        return engine.prepare(net, model_in_channels(net), scale)
+
+    if isinstance(model, nn.Module) and weights is None:
+        check_module_scale(model, scale)
+        engine = engine_for(model)  # reads the caller's module, changes nothing
+        setting = (str(engine.device), engine.precision, engine.channels_last, scale)
+        net = model_cache.prepared_copy(model, setting, lambda c: prepare(c.eval(), engine))
+        return net, engine
+    wfile = _weight_file(model, scale, in_channels, weights, model_kwargs)
+    if wfile is not None:
+        key = (model, scale, in_channels, repr(sorted(model_kwargs.items())), str(dev), str(precision))
+
+        def build() -> nn.Module:
+            net = resolve_model(model, scale, in_channels, weights, **dict(model_kwargs))
+            return prepare(net, engine_for(net))
+
+        net = model_cache.prepared_from_file(key, wfile, build)
+        return net, engine_for(net)
+    net = resolve_model(model, scale, in_channels, weights, **dict(model_kwargs))
+    engine = engine_for(net)
+    return prepare(net, engine), engine
+
+
+def _weight_file(
+    model: str | nn.Module, scale: int, in_channels: int, weights: str | Path | None, kw: dict[str, Any]
+) -> Path | None:
+    """The weight file a registry model will be loaded from, or ``None`` (random or no weights)."""
+    if not isinstance(model, str):
+        return None
+    if weights is not None:
+        return Path(weights) if Path(weights).is_file() else None
+    pretrained = kw.get("pretrained")
+    if isinstance(pretrained, (str, Path)):
+        return Path(pretrained) if Path(pretrained).is_file() else None
+    if pretrained is False:
+        return None
+    try:
+        entry = get_entry(model)
+    except ValueError:
+        return None
+    if not entry.trainable or any(k not in ("pretrained", "out_channels") for k in kw):
+        return None
+    path = default_weights_path(entry.name, scale, in_channels)
+    return Path(path) if path is not None else None
+
+
+def check_module_scale(model: nn.Module, scale: int) -> None:
+    """Refuse a module built for another scale than the one asked for.
+
+    Raises:
+        ValueError: ``model.scale`` differs from ``scale``.
+    """
+    ms = getattr(model, "scale", None)
+    if ms is not None and int(ms) != scale:
+        raise ValueError(f"the model was built for scale {ms} but scale={scale} was asked; pass scale={ms}")
+
+
 @dataclass
 class Pipeline:
     """Model + engine + tiler + normalization settings for one ``downscale`` call.
@@ -173,7 +248,9 @@ class Pipeline:
         """
         clip = resolve_clip(clip, default_clip)
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
-        net = resolve_model(model, scale, in_channels, weights, **model_kwargs)
+        net, engine = _prepare_model(
+            model, scale, in_channels, weights, device, precision, batch_size, progress, model_kwargs
+        )
         spec = getattr(net, "spec", None)
         equivariant = bool(spec.equivariant) if spec is not None else False
         rf = spec.receptive_field if spec is not None else None
@@ -186,8 +263,6 @@ class Pipeline:
                 stacklevel=3,
             )
         blend = blend or ("crop" if equivariant else "hann")
-        engine = Engine.create(net, device, precision, batch_size, progress, model_in_channels(net), scale)
-        net = engine.prepare(net, model_in_channels(net), scale)
         if tile is not None and (not isinstance(tile, (int, np.integer)) or tile < 0):
             raise ValueError(
                 f"tile must be a positive number of LR pixels (or 0 for no tiling), got {tile!r}"

@@ -89,10 +89,11 @@ def structure_key(model: nn.Module, in_channels: int, scale: int) -> str:
     h.update(f"{type(model).__module__}.{type(model).__qualname__}|{in_channels}|{scale}".encode())
     h.update(repr(sorted(getattr(model, "config", {}).items())).encode())
     h.update(repr((getattr(model, "scale", None), getattr(model, "size_multiple", 1))).encode())
+    parts = []
     for name, mod in model.named_modules():
-        h.update(f"{name}:{type(mod).__qualname__};".encode())
-    for name, p in model.named_parameters():
-        h.update(f"{name}{tuple(p.shape)};".encode())
+        parts.append(f"{name}:{type(mod).__qualname__}")
+        parts.extend(f"{k}{tuple(p.shape)}" for k, p in mod._parameters.items() if p is not None)
+    h.update(";".join(parts).encode())
     return h.hexdigest()
 
 
