@@ -54,7 +54,7 @@ EXIT_CODES = {name: 128 + int(getattr(signal, name)) for name in HANDLED}
 SLOW_WRITE_ENV = "SCISR_TEST_SLOW_WRITE"
 
 _lock = threading.RLock()
-_tracked: dict[int, tuple[Path, Callable[[Path], None]]] = {}
+_tracked: dict[int, tuple[Path, Callable[[Path], None], threading.Event | None]] = {}
 _next_token = 0
 _critical_depth = 0
 _pending: int | None = None
@@ -71,17 +71,27 @@ def exit_code(signum: int) -> int:
     return 128 + int(signum)
 
 
-def track(path: Path, remove: Callable[[Path], None]) -> int:
+def track(path: Path, remove: Callable[[Path], None], done: threading.Event | None = None) -> int:
     """Register a temporary ``path`` for removal (with ``remove``) if the process is signalled.
+
+    Args:
+        path: The temporary output.
+        remove: Removes it (file or directory tree).
+        done: Set when the thread writing ``path`` has finished; on a signal the process waits
+            for it briefly (see :func:`remove_tracked`).
 
     Returns:
         A token for :func:`untrack`.
     """
     global _next_token
     with _lock:
-        _next_token += 1
-        _tracked[_next_token] = (Path(path), remove)
-        return _next_token
+        terminating = _terminating
+        if not terminating:
+            _next_token += 1
+            _tracked[_next_token] = (Path(path), remove, done)
+            return _next_token
+    while True:  # the process is removing its temporary outputs and exiting: start no new one
+        time.sleep(1)
 
 
 def untrack(token: int) -> None:
@@ -93,20 +103,45 @@ def untrack(token: int) -> None:
 def tracked_paths() -> list[Path]:
     """Paths currently registered (temporary outputs in flight)."""
     with _lock:
-        return [p for p, _ in _tracked.values()]
+        return [p for p, _, _ in _tracked.values()]
 
 
-def remove_tracked() -> list[Path]:
-    """Remove every tracked path; returns those that existed."""
+def remove_tracked(wait: float = 0.0) -> list[Path]:
+    """Remove every tracked path; returns those that existed.
+
+    A writer thread may still be adding files to a temporary directory (a Zarr store written by
+    dask threads) and would re-create it after a plain removal. Such a directory is therefore
+    first renamed aside and replaced by an empty file, on which the writer's next ``mkdir``
+    fails, so it stops; the renamed tree is removed; then the writers are given up to ``wait``
+    seconds to finish before the placeholders and anything re-created are removed.
+    """
     with _lock:
         items = list(_tracked.values())
         _tracked.clear()
-    removed = []
-    for path, remove in items:
+    removed, blockers = [], []
+    for path, remove, _ in items:
         if path.exists() or path.is_symlink():
             removed.append(path)
+        target = path
+        if path.is_dir() and not path.is_symlink():
+            aside = path.with_name(path.name + "~rm")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+                target = aside
+                path.touch(exist_ok=False)
+                blockers.append(path)
         with contextlib.suppress(Exception):
-            remove(path)
+            remove(target)
+    deadline = time.monotonic() + wait
+    for _, _, done in items:
+        if done is not None:
+            done.wait(max(0.0, deadline - time.monotonic()))
+    for path, remove, _ in items:
+        with contextlib.suppress(Exception):
+            if path in blockers and path.is_file():
+                path.unlink()
+            if path.exists() or path.is_symlink():
+                remove(path)
     return removed
 
 
@@ -142,7 +177,7 @@ def _terminate(signum: int) -> None:
     global _terminating
     with _lock:
         _terminating = True
-    removed = remove_tracked()
+    removed = remove_tracked(wait=2.0)
     try:
         name = signal.Signals(signum).name
     except ValueError:

@@ -450,8 +450,8 @@ def write_atomic(
     check_output_path(target, sources=sources, overwrite=overwrite, directory_store=directory_store)
     remove_stale_temps(target.parent if str(target.parent) else Path("."))
     tmp = temp_path(target)
-    token = interrupts.track(tmp, remove_path)
     state = _WriteState()
+    token = interrupts.track(tmp, remove_path, state.done)
     own_thread = threading.current_thread() is threading.main_thread()  # the writer gets a thread
 
     def job() -> None:
