@@ -31,6 +31,8 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "vdsr",
     "fsrcnn",
     "espcn",
+    "dat",
+    "liif",
     "edsr",
     "carn",
     "btsrn",
