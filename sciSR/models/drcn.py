@@ -68,6 +68,17 @@ class DRCN(SRModel):
         outs = forward_collecting(self, x)
         return outs[-1], outs[:-1]
 
+    def forward_train(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Training outputs for recursive supervision: the ``recursions`` intermediate predictions
+        followed by the weighted ensemble (the final output), all at HR. Kim et al.'s loss
+        ``α/D · Σ_d l(y_d) + (1 - α) · l(ensemble)`` is these outputs weighted by
+        ``[α / D] * D + [1 - α]`` (:mod:`sciSR.train.losses`).
+
+        Shape:
+            ``(N, C, H, W) -> [(N, C_out, sH, sW)] * (recursions + 1)``.
+        """
+        return forward_collecting(self, x)
+
     def forward_sr(self, x: torch.Tensor) -> torch.Tensor:
         base = skip(x, self.out_channels)
         h = self.embedding(x)

@@ -53,6 +53,16 @@ class _PyramidModel(SRModel):
         """
         return forward_collecting(self, x)
 
+    def forward_train(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Training outputs for multi-scale supervision: the pyramid levels, coarse to fine (the
+        last is the final output). Lai et al. supervise every level with the Charbonnier loss
+        against the HR image reduced to the level's size (:mod:`sciSR.train.losses`).
+
+        Shape:
+            ``(N, C, H, W) -> [(N, C_out, 2^l H, 2^l W) for l = 1..log2(scale)]``.
+        """
+        return self.pyramid(x)
+
 
 class LapSRN(_PyramidModel):
     """Laplacian pyramid network: ``log2(scale)`` levels, each doubling the resolution.
