@@ -172,7 +172,7 @@ def test_draws_follow_the_documented_procedure(luma) -> None:
     images = [flat, luma[:50, :70]]
     s = PatchSampler(images, scale=2, patch=32, seed=21, min_std=0.12)
     got = s.batch(30)[1][:, 0].numpy()
-    rng = np.random.default_rng(21)
+    rng = np.random.default_rng([21, 1])  # batch(30) without an index is batch 1
     p = np.array([40 * 40, 50 * 70]) / (40 * 40 + 50 * 70)
     tries_used = []
     for k in range(30):
