@@ -18,6 +18,7 @@ _EXPORTS = {
     "downscale": "api:downscale",
     "create_model": "models.registry:create_model",
     "list_models": "models.registry:list_models",
+    "list_weights": "models.catalog:list_weights",
     "register_model": "models.registry:register_model",
     "ModelSpec": "models.base:ModelSpec",
     "SRModel": "models.base:SRModel",

@@ -29,7 +29,7 @@ __all__ = [
 
 def downscale(
     data: Any,
-    model: str | nn.Module = "rcan",
+    model: str | nn.Module = "auto",
     scale: int = 4,
     *,
     weights: str | Path | None = None,
@@ -53,9 +53,25 @@ def downscale(
         data: numpy array or torch tensor ``(..., H, W)`` (the last two axes are spatial; leading
             axes are looped, or axis -3 holds channels for a multi-channel model), an
             ``xr.DataArray``/``xr.Dataset``, or a path (NetCDF, Zarr, GeoTIFF, NIfTI, image).
-        model: Registry name (see :func:`sciSR.list_models`) or a ``torch.nn.Module``.
+        model: Registry name (see :func:`sciSR.list_models`), a ``torch.nn.Module``, or
+            ``"auto"`` (default): the best shipped model for the data at hand, by this rule:
+            (a) weights fine-tuned on the data's kind, when the data are recognised (NIfTI →
+            ``"mri"``; CF ``standard_name``, variable name, long name or units → ``"precip"``,
+            ``"temperature"`` or ``"dem"``; metres on a single-band GeoTIFF → ``"dem"``) and such
+            weights exist for this scale and channel count; else (b) the natural-photo weights
+            with the largest held-out PSNR gain over bicubic on their card for this scale and
+            channel count (RGB weights collapse to any channel count; perceptual GAN weights are
+            never picked); else (c) ``bicubic``, with a warning. The choice and its reason are
+            logged at INFO and recorded in the output attrs (``scisr_model``,
+            ``scisr_model_reason``). See ``docs/weights.md``.
         scale: Integer upscaling factor.
-        weights: Weight file (safetensors or a plain state dict); default: shipped weights.
+        weights: Weight file (safetensors or a plain state dict), or the tag of shipped weights
+            (``"dem"``, ``"precip"``, ``"mri"``, ``"temperature"``, ``"realesrgan"``: a lower-case
+            word that is not an existing file; see :func:`sciSR.list_weights`); default: the
+            model's shipped natural-photo weights. Outputs record the weights used
+            (``scisr_weights``, ``scisr_weights_tag``, ``scisr_weights_sha256``); a randomly
+            initialised model (``pretrained=False``) warns once per model and scale and is
+            recorded as ``"random (untrained)"``.
         variables: Data variables of a Dataset to downscale (default: all with spatial dims).
         tile: Core tile size in LR pixels; ``None`` picks it from a memory budget, ``0`` disables tiling.
         overlap: LR halo per tile side; default the model's receptive field (or 16 for
@@ -132,7 +148,7 @@ def _is_xarray(obj: Any) -> bool:
 
 
 def downscale_array(
-    data: Any, model: str | nn.Module = "rcan", scale: int = 4, *, dtype: Any = None, **kwargs: Any
+    data: Any, model: str | nn.Module = "auto", scale: int = 4, *, dtype: Any = None, **kwargs: Any
 ) -> Any:
     """:func:`downscale` for numpy arrays and torch tensors ``(..., H, W)``.
 

@@ -1,4 +1,4 @@
-"""The ``scisr`` command: ``models``, ``info``, ``downscale``, ``batch``, ``demo``.
+"""The ``scisr`` command: ``models``, ``weights``, ``info``, ``downscale``, ``batch``, ``demo``.
 
 Errors print one line, ``scisr: error: ...``, and exit with status 1; usage errors (a missing
 argument, an unknown option, a bad option value) exit with status 2. ``--debug`` (before or after
@@ -34,7 +34,11 @@ def _debug_option(f: F) -> F:
 #: Options of :func:`sciSR.downscale` shared by ``scisr downscale`` and ``scisr batch``.
 PIPELINE_OPTIONS: list[Callable[[F], F]] = [
     click.option(
-        "-m", "--model", default="bicubic", show_default=True, help="Registry name (see `scisr models`)."
+        "-m",
+        "--model",
+        default="auto",
+        show_default=True,
+        help="Registry name (see `scisr models`); auto: the best shipped model for the data.",
     ),
     click.option(
         "-s",
@@ -45,7 +49,9 @@ PIPELINE_OPTIONS: list[Callable[[F], F]] = [
         help="Integer upscaling factor.",
     ),
     click.option(
-        "-w", "--weights", type=click.Path(path_type=Path), help="Weight file (.safetensors / .pth)."
+        "-w",
+        "--weights",
+        help="Weight file (.safetensors / .pth), or a tag of shipped weights (see `scisr weights`).",
     ),
     click.option("-v", "--variable", "variables", multiple=True, help="Variable to downscale (repeatable)."),
     click.option("--tile", type=click.IntRange(min=0), help="Core tile size in LR pixels (0 = no tiling)."),
@@ -86,7 +92,7 @@ def downscale_kwargs(
     *,
     model: str,
     scale: int,
-    weights: Path | None,
+    weights: str | Path | None,
     variables: tuple[str, ...],
     tile: int | None,
     overlap: int | None,
@@ -101,10 +107,12 @@ def downscale_kwargs(
     random_init: bool,
 ) -> dict[str, Any]:
     """Keyword arguments of :func:`sciSR.downscale` from the values of :data:`PIPELINE_OPTIONS`."""
+    from .models.catalog import is_tag
+
     kw: dict[str, Any] = dict(
         model=model,
         scale=scale,
-        weights=weights,
+        weights=weights if weights is None or is_tag(weights) else Path(weights),
         variables=list(variables) or None,
         tile=tile,
         overlap=overlap,
@@ -126,8 +134,10 @@ def downscale_kwargs(
 
 def cli_hint(message: str) -> str:
     """An API error message with keyword-argument hints restated as this command's options."""
-    return message.replace("pass weights=PATH", "pass --weights PATH").replace(
-        "pretrained=False", "--random-init"
+    return (
+        message.replace("pass weights=PATH", "pass --weights PATH")
+        .replace("a tag (weights='dem')", "a tag (--weights dem)")
+        .replace("pretrained=False", "--random-init")
     )
 
 
@@ -142,20 +152,36 @@ def cli() -> None:
 @click.option("--all/--learned-and-baselines", "show_all", default=True, hidden=True)
 @_debug_option
 def models_cmd(show_all: bool) -> None:
-    """List the registered models, their scales and shipped weights."""
-    from .models.registry import get_entry, list_models, shipped_weights
+    """List the registered models, their scales and shipped weights (`scisr weights` for details)."""
+    from .models.catalog import discover
+    from .models.registry import get_entry, list_models
 
-    shipped = shipped_weights()
+    shipped = discover()
     rows = []
     for name in list_models():
         e = get_entry(name)
         kind = "learned" if e.trainable else "baseline"
-        w = ", ".join(s[len(name) + 1 :] for s in shipped if s.rsplit("_x", 1)[0] == name) or "-"
+        w = ", ".join(x.name[len(name) + 1 :] for x in shipped if x.model == name) or "-"
         rows.append((name, kind, w, e.description))
     width = max(len(r[0]) for r in rows)
-    click.echo(f"{'model'.ljust(width)}  {'kind':8}  {'weights':12}  description")
+    wwidth = max(12, *(len(r[2]) for r in rows))
+    click.echo(f"{'model'.ljust(width)}  {'kind':8}  {'weights'.ljust(wwidth)}  description")
     for name, kind, w, desc in rows:
-        click.echo(f"{name.ljust(width)}  {kind:8}  {w:12}  {desc}")
+        click.echo(f"{name.ljust(width)}  {kind:8}  {w.ljust(wwidth)}  {desc}")
+
+
+@cli.command("weights")
+@click.option("-m", "--model", help="Only the weights of this registry model.")
+@click.option("-t", "--tag", help="Only weights with this tag (dem, precip, mri, ...; 'photo' for untagged).")
+@_debug_option
+def weights_cmd(model: str | None, tag: str | None) -> None:
+    """List the shipped weights: scale, channels, tag, training data, licence, held-out scores, size."""
+    from .models.catalog import list_weights
+    from .models.registry import get_entry
+
+    if model is not None:
+        get_entry(model)  # unknown names fail with suggestions
+    click.echo(str(list_weights(model=model, tag=tag)))
 
 
 @cli.command("info")
@@ -184,7 +210,7 @@ def downscale_cmd(src: Path, out: Path, progress: bool | None, **options: Any) -
     try:
         downscale(str(src), out=out, progress=progress, **downscale_kwargs(**options))
     except ValueError as e:
-        if not str(e).startswith("no weights for"):
+        if not str(e).startswith("no ") or " weights for '" not in str(e):
             raise
         raise ValueError(cli_hint(str(e))) from None
     click.echo(f"wrote {out}", err=True)

@@ -20,7 +20,7 @@ from torch import nn
 from .engine import Engine, auto_tile_size, default_budget
 from .masking import fill_invalid, upsample_mask
 from .models.base import check_scale
-from .models.registry import create_model, default_weights_path, get_entry, missing_weights_message
+from .models.registry import create_model, get_entry
 from .normalize import Normalizer, get_normalizer
 from .tiling import Tiler
 
@@ -48,12 +48,22 @@ def resolve_model(
 ) -> nn.Module:
     """Turn ``model`` (registry name or module) into a ready module for ``scale``.
 
+    ``weights`` is a file, or a tag of shipped weights (``"dem"``); without it a learned registry
+    model needs shipped natural-photo weights (unless ``pretrained=False`` is passed).
+
     Raises:
-        ValueError: Unknown name, unsupported scale, no weights for a learned model, or a
-            module built for another scale.
+        ValueError: Unknown name, unsupported scale, no weights for a learned model (the message
+            lists what is shipped), an unknown tag, or a module built for another scale.
     """
+    from .models import catalog
+
     if isinstance(model, nn.Module):
         check_module_scale(model, scale)
+        if catalog.is_tag(weights):
+            raise ValueError(
+                f"weights={weights!r} names shipped weights of a registry model; pass a registry name "
+                f"(model='rcan', weights={weights!r}) or a weight file for your module"
+            )
         model = copy.deepcopy(model)  # the caller's module is never moved, converted or re-weighted
         if weights is not None:
             from .models.weights_io import load_weights_into
@@ -67,14 +77,88 @@ def resolve_model(
     if weights is not None:
         pretrained = weights
     if entry.trainable and pretrained is None:
-        arch_kw = {k: v for k, v in model_kwargs.items() if k != "out_channels"}
-        if arch_kw or default_weights_path(entry.name, scale, in_channels) is None:
-            check_scale(entry.name, scale, ())
-            raise ValueError(missing_weights_message(entry.name, scale, in_channels))
-        pretrained = True
+        pretrained = True  # downscale never runs a random network unless asked (pretrained=False)
     return create_model(
         entry.name, scale=scale, in_channels=in_channels, pretrained=pretrained, **model_kwargs
     )
+
+
+def weights_record_of(model: nn.Module, weights: str | Path | None = None) -> Any:
+    """What a module's weights are (``catalog.WeightsRecord``), for the output attrs.
+
+    A weight file loaded into it is recorded as that file. A module built by
+    :func:`~sciSR.models.registry.create_model` and unchanged since keeps the record made there
+    (a random one stays "random (untrained)"); registry models prepared by a call keep theirs;
+    any other module with parameters, or one trained since, is a "user module".
+    """
+    from .models import catalog
+    from .models.registry import weights_record
+
+    if weights is not None:
+        return catalog.WeightsRecord.for_file(weights)
+    rec = weights_record(model)
+    if rec is not None:
+        return rec
+    if not any(True for _ in model.parameters()):
+        return catalog.WeightsRecord(catalog.PARAMETER_FREE)
+    return catalog.WeightsRecord(catalog.USER_MODULE)
+
+
+def _registry_record(net: nn.Module) -> Any:
+    """The record ``create_model`` attached to a registry model this call built (or reused)."""
+    from .models import catalog
+
+    attached = getattr(net, "_scisr_weights", None)
+    return attached[0] if attached is not None else catalog.WeightsRecord(catalog.USER_MODULE)
+
+
+def resolve_auto(
+    scale: int,
+    in_channels: int,
+    weights: str | Path | None,
+    data_domain: tuple[str | None, str] | None,
+    model_kwargs: dict[str, Any],
+) -> tuple[str, str | Path | None, str]:
+    """``model="auto"``: the registry name, weights (tag or file) and reason for this call.
+
+    With a weight file, the model is the one the file's sciSR metadata names; otherwise
+    :func:`sciSR.models.catalog.choose_model` applies (bicubic with a warning when no shipped
+    learned model fits). The choice is logged at INFO on the ``sciSR`` logger.
+
+    Raises:
+        ValueError: Model options given with ``"auto"``, a weight file without sciSR metadata, or a
+            tag no shipped model has for this scale and channel count.
+    """
+    import logging
+
+    from .models import catalog
+
+    options = sorted(k for k in model_kwargs if k != "out_channels")
+    if options:
+        raise ValueError(
+            f"model='auto' picks a shipped model and takes no model options ({', '.join(options)}); "
+            f"name the model to set them (model='rcan', ...)"
+        )
+    if weights is not None and not catalog.is_tag(weights):
+        from .models.weights_io import file_spec
+
+        try:
+            spec = file_spec(catalog.read_metadata(weights)) if Path(weights).is_file() else None
+        except ValueError:
+            spec = None
+        if spec is None:
+            raise ValueError(
+                f"model='auto' with weights={str(weights)!r}: the file names no sciSR architecture in its "
+                f"metadata; pass the model too (model='edsr', weights=...)"
+            )
+        return str(spec["name"]), weights, f"architecture named by the weight file {Path(weights).name}"
+    kind, evidence = data_domain if data_domain is not None else (None, "array without metadata")
+    choice = catalog.choose_model(scale, in_channels, kind, evidence, tag=weights)
+    if choice.entry is None:
+        warnings.warn(choice.reason, UserWarning, stacklevel=catalog.external_stacklevel())
+    shown = f"{choice.model}" + (f" (weights '{choice.weights}')" if choice.weights else "")
+    logging.getLogger("sciSR").info("model='auto' chose %s: %s", shown, choice.reason)
+    return choice.model, choice.weights, choice.reason
 
 
 def model_in_channels(model: nn.Module) -> int:
@@ -93,6 +177,8 @@ def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> i
         return int(model_kwargs["in_channels"])
     if isinstance(model, nn.Module):
         return model_in_channels(model)
+    if isinstance(model, str) and model.strip().lower() == "auto":
+        return 1
     get_entry(model)  # unknown names fail early, with suggestions
     return 1
 
@@ -129,9 +215,9 @@ def _prepare_model(
     batch_size: int | None,
     progress: bool | None,
     model_kwargs: dict[str, Any],
-) -> tuple[nn.Module, Engine]:
-    """The ready model and engine of one call, reusing an earlier call's prepared model when
-    nothing it was made from changed (see :mod:`sciSR.model_cache`)."""
+) -> tuple[nn.Module, Engine, Any]:
+    """The ready model, engine and weights record of one call, reusing an earlier call's prepared
+    model when nothing it was made from changed (see :mod:`sciSR.model_cache`)."""
     from . import model_cache
     from .engine import resolve_device
 
@@ -143,13 +229,18 @@ def _prepare_model(
     def prepare(net: nn.Module, engine: Engine) -> nn.Module:
         return engine.prepare(net, model_in_channels(net), scale)
 
-    if isinstance(model, nn.Module) and weights is None:
-        check_module_scale(model, scale)
-        engine = engine_for(model)  # reads the caller's module, changes nothing
-        setting = (str(engine.device), engine.precision, engine.channels_last, scale)
-        net = model_cache.prepared_copy(model, setting, lambda c: prepare(c.eval(), engine))
-        return net, engine
-    wfile = _weight_file(model, scale, in_channels, weights, model_kwargs)
+    if isinstance(model, nn.Module):
+        record = weights_record_of(model, weights)
+        if weights is None:
+            check_module_scale(model, scale)
+            engine = engine_for(model)  # reads the caller's module, changes nothing
+            setting = (str(engine.device), engine.precision, engine.channels_last, scale)
+            net = model_cache.prepared_copy(model, setting, lambda c: prepare(c.eval(), engine))
+            return net, engine, record
+        net = resolve_model(model, scale, in_channels, weights, **dict(model_kwargs))
+        engine = engine_for(net)
+        return prepare(net, engine), engine, record
+    wfile = weight_file(model, scale, in_channels, weights, model_kwargs)
     if wfile is not None:
         key = (model, scale, in_channels, repr(sorted(model_kwargs.items())), str(dev), str(precision))
 
@@ -158,33 +249,42 @@ def _prepare_model(
             return prepare(net, engine_for(net))
 
         net = model_cache.prepared_from_file(key, wfile, build)
-        return net, engine_for(net)
+        return net, engine_for(net), _registry_record(net)
     net = resolve_model(model, scale, in_channels, weights, **dict(model_kwargs))
+    record = _registry_record(net)
     engine = engine_for(net)
-    return prepare(net, engine), engine
+    return prepare(net, engine), engine, record
 
 
-def _weight_file(
+def weight_file(
     model: str | nn.Module, scale: int, in_channels: int, weights: str | Path | None, kw: dict[str, Any]
 ) -> Path | None:
-    """The weight file a registry model will be loaded from, or ``None`` (random or no weights)."""
+    """The weight file a registry model will be loaded from, or ``None`` (random, no weights, a module).
+
+    ``weights`` may be a file or a tag of shipped weights; without it, the shipped natural-photo
+    weights (when the architecture options, if any, are those the file was trained with).
+    """
+    from .models import catalog
+
     if not isinstance(model, str):
         return None
-    if weights is not None:
-        return Path(weights) if Path(weights).is_file() else None
-    pretrained = kw.get("pretrained")
-    if isinstance(pretrained, (str, Path)):
-        return Path(pretrained) if Path(pretrained).is_file() else None
+    pretrained = weights if weights is not None else kw.get("pretrained")
     if pretrained is False:
         return None
+    tag = pretrained if catalog.is_tag(pretrained) else None
+    if isinstance(pretrained, (str, Path)) and tag is None:
+        return Path(pretrained) if Path(pretrained).is_file() else None
     try:
         entry = get_entry(model)
     except ValueError:
         return None
-    if not entry.trainable or any(k not in ("pretrained", "out_channels") for k in kw):
+    if not entry.trainable:
         return None
-    path = default_weights_path(entry.name, scale, in_channels)
-    return Path(path) if path is not None else None
+    arch_kw = {k: v for k, v in kw.items() if k not in ("pretrained", "out_channels")}
+    match = catalog.find_weights(entry.name, scale, in_channels, tag)
+    if match is None or not catalog.compatible_kwargs(match.entry, arch_kw):
+        return None
+    return match.entry.path
 
 
 def check_module_scale(model: nn.Module, scale: int) -> None:
@@ -215,15 +315,19 @@ class Pipeline:
     norm: str | Normalizer | None
     norm_params: dict[str, Any] = field(default_factory=dict)
     clip: bool = False
+    weights: Any = None
+    model_reason: str = "model given by the caller"
+    _record_attrs: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(
         cls,
-        model: str | nn.Module = "rcan",
+        model: str | nn.Module = "auto",
         scale: int = 4,
         *,
         in_channels: int = 1,
         weights: str | Path | None = None,
+        data_domain: tuple[str | None, str] | None = None,
         tile: int | None = None,
         overlap: int | None = None,
         norm: str | Normalizer | None = "auto",
@@ -245,12 +349,22 @@ class Pipeline:
         ``clip="auto"`` means ``default_clip`` (a format's preference: on for MRI magnitude
         images, off elsewhere); ``clip=True`` clips each output channel to the range of the
         valid input values (no over/undershoot from ringing), ``False`` keeps values as computed.
+        ``model="auto"`` picks the model by :func:`sciSR.models.catalog.choose_model` for the
+        data's kind ``data_domain`` (``(kind or None, evidence)`` from
+        :func:`sciSR.models.domains.detect_domain`; ``None`` for bare arrays).
         """
         clip = resolve_clip(clip, default_clip)
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
-        net, engine = _prepare_model(
+        reason = "model given by the caller"
+        if isinstance(model, str) and model.strip().lower() == "auto":
+            model, weights, reason = resolve_auto(scale, in_channels, weights, data_domain, model_kwargs)
+        net, engine, record = _prepare_model(
             model, scale, in_channels, weights, device, precision, batch_size, progress, model_kwargs
         )
+        if record.random:
+            from .models.catalog import warn_untrained
+
+            warn_untrained(getattr(getattr(net, "spec", None), "name", None) or str(model), scale)
         spec = getattr(net, "spec", None)
         equivariant = bool(spec.equivariant) if spec is not None else False
         rf = spec.receptive_field if spec is not None else None
@@ -280,7 +394,20 @@ class Pipeline:
                 norm = default_norm
             else:
                 norm = "minmax" if learned else None
-        return cls(net, scale, engine, tile, halo, blend, norm, norm_params, clip)
+        return cls(net, scale, engine, tile, halo, blend, norm, norm_params, clip, record, reason)
+
+    def record_attrs(self) -> dict[str, str]:
+        """Output attrs naming the weights (file, tag, sha256) and why the model was chosen.
+
+        Returns:
+            ``scisr_weights``, ``scisr_weights_tag``, ``scisr_weights_sha256``, ``scisr_model_reason``.
+        """
+        if self._record_attrs is None:
+            from .models.catalog import WeightsRecord
+
+            rec = self.weights if self.weights is not None else WeightsRecord("unknown")
+            self._record_attrs = {**rec.attrs(), "scisr_model_reason": self.model_reason}
+        return dict(self._record_attrs)
 
     @property
     def in_channels(self) -> int:

@@ -58,9 +58,10 @@ def sr_attrs(
     """Variable attrs of a result, as the generic path makes them.
 
     Attributes the refinement invalidates (``actual_range``, ``valid_*``, resolutions, GDAL
-    ``STATISTICS_*``) are dropped; model, scale and normalization are recorded.
+    ``STATISTICS_*``) are dropped; model, scale, weights (file, tag, sha256), the reason for the
+    model and normalization are recorded.
     """
-    from .xarray_core import INVALIDATED_ATTRS, norm_attrs, pipeline_model_name
+    from .xarray_core import INVALIDATED_ATTRS, norm_attrs, pipeline_model_name, weights_attrs
 
     out = {
         k: v
@@ -68,6 +69,7 @@ def sr_attrs(
         if not INVALIDATED_ATTRS.match(str(k).lower()) and not str(k).startswith("STATISTICS_")
     }
     out.update({"scisr_model": pipeline_model_name(pipe), "scisr_scale": int(scale)})
+    out.update(weights_attrs(pipe))
     out.update(norm_attrs(normalizers))
     return out
 

@@ -472,11 +472,15 @@ def build_pipeline(
     scale: int,
     pipe_opts: dict[str, Any],
     model_kwargs: dict[str, Any],
+    data: xr.Dataset | None = None,
+    variables: str | list[str] | None = None,
 ) -> Pipeline:
     """Build the one :class:`~sciSR.pipeline.Pipeline` of a call, with the adapter's default norm.
 
     ``adapter.default_norm`` applies when ``norm`` is ``"auto"`` (the default) and the weights
     carry no normalization of their own; ``adapter.default_clip`` when ``clip`` is ``"auto"``.
+    For ``model="auto"`` the kind of ``data`` (its ``variables``) is detected from the format and
+    metadata (:func:`sciSR.models.domains.detect_domain`) to pick the model.
     """
     from ..pipeline import Pipeline, infer_in_channels
 
@@ -486,6 +490,10 @@ def build_pipeline(
         kwargs["in_channels"] = c
     else:
         kwargs.pop("in_channels", None)
+    if isinstance(model, str) and model.strip().lower() == "auto" and data is not None:
+        from ..models.domains import detect_domain
+
+        kwargs["data_domain"] = detect_domain(data, adapter.name, variables, adapter.spatial_dims)
     return Pipeline.build(
         model,
         scale,
@@ -527,12 +535,12 @@ def downscale_xarray(
         if variables is not None:
             raise ValueError("variables= selects Dataset variables; a DataArray is downscaled whole")
         ds = _dataarray_to_dataset(obj)
-        pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
+        pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs, ds, [next(iter(ds.data_vars))])
         out = adapter.downscale(
             ds, pipe, scale, variables=[next(iter(ds.data_vars))], dtype=dtype, **adapter_opts
         )
         return _dataset_to_dataarray(out, obj)
-    pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
+    pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs, obj, variables)
     return adapter.downscale(obj, pipe, scale, variables=variables, dtype=dtype, **adapter_opts)
 
 
@@ -584,7 +592,7 @@ def downscale_path(
     if out_adapter is not None:
         out_adapter.check_writable(ds, variables, dtype, scale)
     pipe_opts, adapter_opts, model_kwargs = _split_options(adapter, opts)
-    pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs)
+    pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs, ds, variables)
     try:
         result = adapter.downscale(ds, pipe, scale, variables=variables, dtype=dtype, **adapter_opts)
         if out is not None and not _has_dask(result):

@@ -160,7 +160,9 @@ class NiftiAdapter(Adapter):
         for ax in (a, b):
             zooms[ax] = zooms[ax] / scale
         attrs["nifti_zooms"] = zooms
-        attrs["descrip"] = f"sciSR x{scale} {pipeline_model_name(pipe)} axes {a},{b}"[:79]
+        tag = out_da.attrs.get("scisr_weights_tag")  # the header's 80 bytes hold model and weights tag
+        model = pipeline_model_name(pipe) + (f"/{tag}" if tag else "")
+        attrs["descrip"] = f"sciSR x{scale} {model} axes {a},{b}"[:79]
         out = xr.Dataset({name: out_da}, attrs=attrs)
         header = ds.encoding.get("nifti_header")
         if header is not None:

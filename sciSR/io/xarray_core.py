@@ -304,6 +304,13 @@ def pipeline_model_name(pipe: Pipeline) -> str:
     return str(getattr(spec, "name", None) or type(pipe.model).__name__)
 
 
+def weights_attrs(pipe: Pipeline) -> dict[str, str]:
+    """``scisr_weights``, ``scisr_weights_tag``, ``scisr_weights_sha256`` and ``scisr_model_reason``
+    of the pipeline (empty for pipelines built without a weights record)."""
+    record = getattr(pipe, "record_attrs", None)
+    return record() if callable(record) else {}
+
+
 def history_line(model_name: str, scale: int, variables: list[Hashable]) -> str:
     """The one line sciSR appends to ``history``."""
     from .. import __version__
@@ -401,6 +408,7 @@ def downscale_variable(
         )
     attrs = {k: val for k, val in var.attrs.items() if not INVALIDATED_ATTRS.match(str(k).lower())}
     attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
+    attrs.update(weights_attrs(pipe))
     attrs.update(norm_attrs(normalizers))
     encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}
     if packing is not None:

@@ -153,10 +153,16 @@ def list_models(trainable: bool | None = None) -> list[str]:
     return sorted(n for n, e in _REGISTRY.items() if trainable is None or e.trainable == trainable)
 
 
-def default_weights_path(name: str, scale: int, in_channels: int) -> Path | None:
-    """Path of the shipped weights for ``(name, scale, in_channels)``, if sciSR ships them."""
-    p = WEIGHTS_DIR / f"{name}_x{scale}_c{in_channels}.safetensors"
-    return p if p.is_file() else None
+def default_weights_path(name: str, scale: int, in_channels: int, tag: str | None = None) -> Path | None:
+    """Path of the shipped weights for ``(name, scale, in_channels, tag)`` with exactly that channel count.
+
+    ``tag=None`` means the natural-photo weights. See :func:`sciSR.models.catalog.find_weights` for
+    the lookup that also serves other channel counts from RGB files.
+    """
+    from .catalog import find_weights
+
+    match = find_weights(name, scale, in_channels, tag)
+    return match.entry.path if match is not None and not match.converted else None
 
 
 def create_model(
@@ -167,49 +173,135 @@ def create_model(
     pretrained: bool | str | Path | None = None,
     **kwargs: Any,
 ) -> SRModel:
-    """Build a registered model.
+    """Build a registry model, with shipped weights where sciSR has them.
 
     Args:
         name: Registry name (see :func:`list_models`).
         scale: Upscaling factor.
         in_channels: Input channels (1 for a grid or an MRI slice, N for multi-band rasters).
         out_channels: Output channels (default ``in_channels``).
-        pretrained: ``None`` loads shipped weights when there are any for this name, scale and
-            channel count in the default configuration (no ``kwargs``), else returns a random
+        pretrained: ``None`` loads the shipped natural-photo weights when there are any for this
+            name, scale and channel count (see :func:`sciSR.list_weights`), else returns a random
             model; ``True`` requires shipped weights; ``False`` always builds a random model; a
-            path loads that checkpoint (safetensors or a ``weights_only`` state dict). Weights load
-            strictly: the architecture in sciSR metadata, every key and every shape must match.
-        **kwargs: Architecture hyper-parameters.
+            tag (``"dem"``, ``"realesrgan"``: a lower-case word that is not an existing file)
+            requires the shipped weights with that tag; a path loads that checkpoint
+            (safetensors or a ``weights_only`` state dict). Shipped weights are built with the
+            configuration stored in the file (which may differ from the builder's defaults);
+            RGB files serve 1- and N-channel models through
+            :func:`~sciSR.models.checkpoints.adapt_input_channels`. Weights load strictly: the
+            architecture in sciSR metadata, every key and every shape must match.
+        **kwargs: Architecture hyper-parameters. With shipped weights, only values equal to the
+            file's own configuration are accepted.
 
     Returns:
         The model in eval mode, ``model.spec`` filled.
 
     Raises:
-        ValueError: Unknown name, unsupported scale, ``pretrained=True`` without shipped weights
-            (or with ``kwargs`` the shipped weights were not trained with), or weights that do
-            not fit.
+        ValueError: Unknown name, unsupported scale, ``pretrained=True`` or a tag without fitting
+            shipped weights (the message lists what is shipped for the model), ``kwargs`` the
+            shipped weights were not trained with, or weights that do not fit.
     """
+    from . import catalog
+
     entry = get_entry(name)
-    model = _build(entry, scale, in_channels, out_channels, kwargs)
-    model.registry_name = entry.name
-    if isinstance(pretrained, (str, Path)):
+    tag = pretrained if catalog.is_tag(pretrained) else None
+    if isinstance(pretrained, (str, Path)) and tag is None:
+        model = _build(entry, scale, in_channels, out_channels, _file_options(entry, pretrained, kwargs))
+        model.registry_name = entry.name
         from .checkpoints import load_pretrained_into
 
         load_pretrained_into(model, pretrained)
-    elif entry.trainable and pretrained is not False:
-        path = default_weights_path(entry.name, model.scale, in_channels) if not kwargs else None
-        if path is not None:
-            from .weights_io import load_weights_into
-
-            load_weights_into(model, path)
-        elif pretrained is True and default_weights_path(entry.name, model.scale, in_channels):
-            raise ValueError(
-                f"the shipped weights of '{entry.name}' ×{model.scale} are for its default configuration; "
-                f"leave out {', '.join(f'{k}=' for k in kwargs)} or pass pretrained=False for a random model"
-            )
-        elif pretrained is True:
-            raise ValueError(missing_weights_message(entry.name, model.scale, in_channels))
+        _record(model, catalog.WeightsRecord.for_file(pretrained))
+        return model.eval()
+    if tag is not None and not entry.trainable:
+        raise ValueError(f"'{entry.name}' is a parameter-free baseline: it has no '{tag}' weights")
+    if not entry.trainable or pretrained is False:
+        model = _build(entry, scale, in_channels, out_channels, kwargs)
+        model.registry_name = entry.name
+        rec = catalog.RANDOM if entry.trainable else catalog.PARAMETER_FREE
+        _record(model, catalog.WeightsRecord(rec))
+        return model.eval()
+    match = catalog.find_weights(entry.name, int(scale), int(in_channels), tag)
+    if match is not None and catalog.compatible_kwargs(match.entry, kwargs):
+        model = catalog.build_from_weights(match, int(scale), out_channels, **kwargs)
+        model.registry_name = entry.name
+        _record(model, catalog.WeightsRecord.for_file(match.entry.path, match.entry.tag))
+        return model.eval()
+    model = _build(entry, scale, in_channels, out_channels, kwargs)  # checks the scale first
+    model.registry_name = entry.name
+    if match is not None and pretrained is not None:
+        own = _non_default_options(entry, int(scale), match.entry.arch_kwargs)
+        listed = ", ".join(f"{k}={v!r}" for k, v in own.items())
+        which = f"the configuration stored in {match.entry.name} ({listed})" if own else ""
+        which = which or "its default configuration"
+        raise ValueError(
+            f"the shipped weights of '{entry.name}' ×{model.scale} are for {which}; leave out "
+            f"{', '.join(f'{k}=' for k in kwargs)} or pass pretrained=False for a random model"
+        )
+    if pretrained is not None:
+        raise ValueError(missing_weights_message(entry.name, model.scale, in_channels, tag))
+    _record(model, catalog.WeightsRecord(catalog.RANDOM))
     return model.eval()
+
+
+def _non_default_options(entry: ModelEntry, scale: int, stored: dict[str, Any]) -> dict[str, Any]:
+    """The options of ``stored`` that differ from the builder's defaults (for error messages)."""
+    try:
+        import torch
+
+        with torch.device("meta"):
+            ref = getattr(entry.builder(scale=scale, in_channels=1), "config", {}) or {}
+    except Exception:  # a builder that cannot run on the meta device: show every stored option
+        ref = {}
+    return {k: v for k, v in stored.items() if _jsonable(ref.get(k)) != _jsonable(v)}
+
+
+def _jsonable(v: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(v, default=str))
+
+
+def _file_options(entry: ModelEntry, path: str | Path, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Architecture options for loading ``path``: the caller's, else the configuration a sciSR file
+    of this very model stores in its metadata (so a reduced-depth RCAN file loads by name)."""
+    if kwargs or Path(path).suffix != ".safetensors" or not Path(path).is_file():
+        return kwargs
+    from .catalog import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except ValueError:
+        return kwargs
+    from .weights_io import file_spec
+
+    spec = file_spec(meta)
+    if spec is None or spec["name"] != entry.name or not isinstance(spec.get("extra"), dict):
+        return kwargs
+    return dict(spec["extra"])
+
+
+def _record(model: SRModel, record: Any) -> None:
+    """Attach what the weights are (``catalog.WeightsRecord``) with the tensors' state at this point,
+    so that a later change of the weights (training) turns the record stale."""
+    from ..model_cache import tensor_state
+
+    model._scisr_weights = (record, tensor_state(model))  # type: ignore[attr-defined]
+
+
+def weights_record(model: Any) -> Any:
+    """The ``catalog.WeightsRecord`` attached by :func:`create_model`, if the weights are unchanged since.
+
+    Returns:
+        The record, or ``None`` (not built by :func:`create_model`, or trained/modified since).
+    """
+    attached = getattr(model, "_scisr_weights", None)
+    if attached is None:
+        return None
+    from ..model_cache import tensor_state
+
+    record, state = attached
+    return record if tensor_state(model) == state else None
 
 
 def _build(
@@ -234,17 +326,16 @@ def _build(
         raise ValueError(msg) from None
 
 
-def missing_weights_message(name: str, scale: int, in_channels: int) -> str:
-    """The error text shown when a learned model is asked for without weights."""
-    return (
-        f"no weights for '{name}' ×{scale} with {in_channels} channel(s): pass weights=PATH "
-        f"(a .safetensors or .pth checkpoint; sciSR.load_checkpoint reads EDSR/RCAN/BasicSR/ESRGAN/"
-        f"super-image/torchSR files) or pretrained=False for a random model on purpose; "
-        f"shipped weights: "
-        f"{', '.join(shipped_weights()) or 'none'}"
-    )
+def missing_weights_message(name: str, scale: int, in_channels: int, tag: str | None = None) -> str:
+    """The error text shown when a learned model is asked for without fitting weights (lists what is
+    shipped for the model: scales, channels, tags)."""
+    from .catalog import missing_weights_message as message
+
+    return message(name, scale, in_channels, tag)
 
 
 def shipped_weights() -> list[str]:
-    """Names of the weight files shipped with sciSR (``name_xS_cC``)."""
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+    """Names (file stems) of the weight files shipped with sciSR (``name_xS_cC`` or ``name_xS_cC_tag``)."""
+    from .catalog import discover
+
+    return sorted(e.name for e in discover())
