@@ -199,7 +199,8 @@ def _kspace(hr: torch.Tensor, scale: int, magnitude: bool = False) -> torch.Tens
 
     Per axis of length ``n`` (``m = n/s`` kept): ``X = FFT(x)``; the frequencies ``|k| < m/2`` are kept,
     and for even ``m`` the two bins ``k = ±m/2`` with half weight each, which is the real part of
-    the usual asymmetric acquisition ``k = -m/2 … m/2 - 1`` (so a real field stays real);
+    the usual asymmetric acquisition ``k = -m/2 … m/2 - 1`` along that axis (a real field stays real,
+    and the 2-D operator, applied axis by axis, commutes with flips and transposes);
     ``lr = (m/n)·IFFT_m(X_kept · exp(2πi·k·(s-1)/(2n)))``. The factor ``m/n`` keeps a constant field
     constant; the phase ramp puts LR sample ``i`` at the LR cell centre ``s·i + (s-1)/2``, so a field
     band-limited below the LR Nyquist frequency comes out exactly sampled at the LR cell centres.
