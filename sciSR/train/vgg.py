@@ -107,7 +107,8 @@ class VGG19Features(nn.Module):
         source: Where ``state`` came from (for error messages).
 
     Raises:
-        ValueError: A missing convolution, a kernel that is not 3×3, or widths that do not chain.
+        ValueError: Any of VGG19's 16 convolutions missing, a kernel that is not 3×3, or widths that
+            do not chain (checked over the whole network, also when fewer layers are used).
 
     Shape:
         ``(N, C, H, W) -> {layer: (N', C_l, H_l, W_l)}`` with ``N' = N`` for ``C`` in (1, 3), else
@@ -119,20 +120,24 @@ class VGG19Features(nn.Module):
         self.layers = check_layers(layers, "layers")
         last = max(VGG19_LAYERS[n][0] for n in self.layers)
         feats = _strip_prefix(state)
+        prev = 3
+        for i in _CONV_INDICES:  # the whole file must be VGG19, even where fewer layers are used
+            w, b = feats.get(f"{i}.weight"), feats.get(f"{i}.bias")
+            if w is None or b is None:
+                raise ValueError(
+                    f"vgg_weights={source} has no features.{i}.weight/bias: expected {_EXPECTED}"
+                )
+            if w.ndim != 4 or tuple(w.shape[1:]) != (prev, 3, 3) or tuple(b.shape) != (w.shape[0],):
+                raise ValueError(
+                    f"vgg_weights={source}: features.{i}.weight has shape {tuple(w.shape)}, expected "
+                    f"(out, {prev}, 3, 3): expected {_EXPECTED}"
+                )
+            prev = w.shape[0]
         modules: list[nn.Module] = []
         prev = 3
         for i in range(last + 1):
             if i in _CONV_INDICES:
-                w, b = feats.get(f"{i}.weight"), feats.get(f"{i}.bias")
-                if w is None or b is None:
-                    raise ValueError(
-                        f"vgg_weights={source} has no features.{i}.weight/bias: expected {_EXPECTED}"
-                    )
-                if w.ndim != 4 or tuple(w.shape[1:]) != (prev, 3, 3) or tuple(b.shape) != (w.shape[0],):
-                    raise ValueError(
-                        f"vgg_weights={source}: features.{i}.weight has shape {tuple(w.shape)}, expected "
-                        f"(out, {prev}, 3, 3): expected {_EXPECTED}"
-                    )
+                w, b = feats[f"{i}.weight"], feats[f"{i}.bias"]
                 conv = nn.Conv2d(prev, w.shape[0], 3, padding=1)
                 with torch.no_grad():
                     conv.weight.copy_(w.float())
