@@ -192,3 +192,136 @@ def test_draws_follow_the_documented_procedure(luma) -> None:
         np.testing.assert_array_equal(got[k], crop, err_msg=f"sample {k}")
     # the texture rule was exercised: first-try hits, redraws, and samples that gave up after 10 tries
     assert 1 in tries_used and 11 in tries_used and any(1 < t < 11 for t in tries_used), tries_used
+
+
+# --------------------------------------------------------------------------- batch index, threads, devices
+
+
+def test_batch_i_depends_only_on_seed_and_index_whatever_the_order_or_thread(luma) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def sampler() -> PatchSampler:
+        return PatchSampler([luma, luma[:100, 40:200]], 2, patch=32, seed=4, method="matlab")
+
+    seq = sampler()
+    first = [seq.batch(5) for _ in range(4)]  # no index: batches 1, 2, 3, 4
+    s = sampler()
+    backwards = {i: s.batch(5, i) for i in (4, 3, 2, 1)}
+    with ThreadPoolExecutor(3) as pool:
+        threaded = dict(zip((2, 4, 1, 3), pool.map(lambda i: s.batch(5, i), (2, 4, 1, 3))))
+    for i in range(1, 5):
+        for got in (backwards[i], threaded[i]):
+            assert torch.equal(got[0], first[i - 1][0]) and torch.equal(got[1], first[i - 1][1])
+    assert not torch.equal(first[0][1], first[1][1])
+    assert torch.equal(s.batch(5, 0)[1], sampler().batch(5, 0)[1])  # index 0 is a batch too
+    other_seed = PatchSampler([luma, luma[:100, 40:200]], 2, patch=32, seed=5, method="matlab")
+    assert not torch.equal(other_seed.batch(5, 1)[1], first[0][1])
+    with pytest.raises(ValueError, match="non-negative integer"):
+        s.batch(2, -1)
+
+
+def test_device_cpu_is_the_default_path(luma) -> None:
+    a = PatchSampler([luma], 4, patch=32, seed=2, method="gaussian", device="cpu").batch(6, 9)
+    b = PatchSampler([luma], 4, patch=32, seed=2, method="gaussian").batch(6, 9)
+    assert a[0].device.type == "cpu" and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("method", ["bicubic", "matlab", "area", "gaussian", "kspace"])
+def test_cuda_batches_equal_cpu_batches(luma, method) -> None:
+    rgb = np.stack([luma, luma[::-1], luma[:, ::-1]])
+    lr_small = rgb[:, ::4, ::4] + 0.01
+    for kw in ({"degrade_options": {"noise": 0.02}}, {"lr_images": [lr_small]}):
+        cpu = PatchSampler([rgb], 4, patch=48, seed=3, method=method, **kw)
+        gpu = PatchSampler([rgb], 4, patch=48, seed=3, method=method, device="cuda", **kw)
+        for i in (1, 7):
+            (lc, hc), (lg, hg) = cpu.batch(8, i), gpu.batch(8, i)
+            assert lg.device.type == hg.device.type == "cuda"
+            assert torch.equal(hc, hg.cpu())  # crops, flips and rotations are exact
+            torch.testing.assert_close(lg.cpu(), lc, rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_augment_off_keeps_every_patch_upright(luma) -> None:
+    small = luma[:40, :44]
+    _lr, hr = PatchSampler([small], scale=2, patch=32, seed=1, min_std=0.0, augment=False).batch(60)
+    assert {_locate(hr[k, 0].numpy(), [small])[3] for k in range(60)} == {0}
+    _lr, hr = PatchSampler([small], scale=2, patch=32, seed=1, min_std=0.0).batch(60)
+    assert len({_locate(hr[k, 0].numpy(), [small])[3] for k in range(60)}) > 4
+
+
+def test_multichannel_fields_are_cropped_and_degraded_together(luma) -> None:
+    from PIL import Image
+
+    with Image.open(sample_path("ladybird_crop.png")) as im:
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
+    s = PatchSampler([rgb, rgb[:, 30:150, 20:200]], 3, patch=24, seed=6, method="area", min_std=0.0)
+    lr, hr = s.batch(10)
+    assert hr.shape == (10, 3, 24, 24) and lr.shape == (10, 3, 8, 8) and s.channels == 3
+    for k in range(10):
+        im_i, y, x, o = _locate(hr[k, 1].numpy(), [rgb[1], rgb[1, 30:150, 20:200]])  # green
+        src = [rgb, rgb[:, 30:150, 20:200]][im_i]
+        for c in (0, 2):  # red and blue come from the same place, transformed alike
+            np.testing.assert_array_equal(hr[k, c].numpy(), _dihedral(src[c, y : y + 24, x : x + 24])[o])
+    torch.testing.assert_close(lr, degrade(hr, 3, "area"), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match=r"different channel counts \[1, 3\]"):
+        PatchSampler([rgb, luma], 2, patch=32)
+
+
+def test_lr_pairs_are_cropped_at_matching_positions(luma) -> None:
+    """An LR image that is not a degradation of its HR (block mean plus a tag) shows that the sampler
+    takes the LR crop at (y/s, x/s) of the HR crop, transformed alike, and degrades nothing."""
+    hr_img = luma[:130, :170]  # 130 × 170: cropped to 128 × 168 = 4 × (32 × 42)
+    lr_img = luma[:128, :168].reshape(32, 4, 42, 4).mean(axis=(1, 3)) + np.linspace(0, 0.05, 42)
+    s = PatchSampler([hr_img], 4, patch=32, seed=8, min_std=0.0, lr_images=[lr_img])
+    lr, hr = s.batch(20)
+    assert lr.shape == (20, 1, 8, 8) and s.images[0].shape == (1, 128, 168)
+    for k in range(20):
+        _i, y, x, o = _locate(hr[k, 0].numpy(), [hr_img[:128, :168]])
+        assert y % 4 == 0 and x % 4 == 0
+        want = _dihedral(lr_img[y // 4 : y // 4 + 8, x // 4 : x // 4 + 8].astype(np.float32))[o]
+        np.testing.assert_array_equal(lr[k, 0].numpy(), want)
+    with pytest.raises(ValueError, match="1 LR images for 2 HR images"):
+        PatchSampler([hr_img, hr_img], 4, patch=32, lr_images=[lr_img])
+    with pytest.raises(ValueError, match="does not match its LR image"):
+        PatchSampler([hr_img[:100]], 4, patch=32, lr_images=[lr_img])
+
+
+def test_noise_option_is_part_of_the_batch_and_reproducible(luma) -> None:
+    kw = {"method": "area", "seed": 3, "degrade_options": {"noise": 0.03}}
+    a = PatchSampler([luma], 2, patch=64, **kw).batch(16, 2)
+    b = PatchSampler([luma], 2, patch=64, **kw).batch(16, 2)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    eps = (a[0] - degrade(a[1], 2, "area")).double()
+    assert abs(float(eps.std()) - 0.03) < 0.002 and abs(float(eps.mean())) < 0.002
+    c = PatchSampler([luma], 2, patch=64, **kw).batch(16, 3)
+    eps_c = (c[0] - degrade(c[1], 2, "area")).double()
+    assert not torch.allclose(eps[:, :, :4, :4], eps_c[:, :, :4, :4])  # fresh noise per batch
+
+
+def test_one_axis_degradation_and_options_are_checked_up_front(luma) -> None:
+    lr, hr = PatchSampler([luma], 4, patch=32, method="slice", augment=False).batch(3)
+    assert lr.shape == (3, 1, 8, 32) and hr.shape == (3, 1, 32, 32)
+    torch.testing.assert_close(lr, hr.reshape(3, 1, 8, 4, 32).mean(dim=3), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown degradation 'nearest'"):
+        PatchSampler([luma], 2, patch=32, method="nearest")
+    with pytest.raises(ValueError, match="takes sigma, truncate"):
+        PatchSampler([luma], 2, patch=32, method="gaussian", degrade_options={"sigmaa": 1})
+    with pytest.raises(ValueError, match="must not hold a generator"):
+        PatchSampler([luma], 2, patch=32, degrade_options={"noise": 0.1, "generator": None})
+
+
+def test_input_errors_name_the_problem_and_the_fix(luma) -> None:
+    with pytest.raises(ValueError, match=r"the largest is 50×200\); pass a smaller patch, e.g. patch=48"):
+        PatchSampler([luma[:50, :200], luma[:30, :30]], 3, patch=96)
+    bad = luma.copy()
+    bad[3, 4] = np.nan
+    with pytest.raises(ValueError, match="training image 1 has NaN/inf"):
+        PatchSampler([luma, bad], 2, patch=32)
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 4, 5\)"):
+        PatchSampler([np.zeros((2, 3, 4, 5))], 2, patch=2)
+    with pytest.warns(UserWarning, match="1 of 2 training images are smaller than 64×64"):
+        s = PatchSampler([luma, luma[:60, :200]], 2, patch=64)
+    assert len(s.images) == 1
