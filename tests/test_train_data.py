@@ -257,12 +257,13 @@ def test_multichannel_fields_are_cropped_and_degraded_together(luma) -> None:
 
     with Image.open(sample_path("ladybird_crop.png")) as im:
         rgb = np.asarray(im.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
-    s = PatchSampler([rgb, rgb[:, 30:150, 20:200]], 3, patch=24, seed=6, method="area", min_std=0.0)
+    a, b = rgb[:, :40, :50], rgb[:, 100:150, 120:190]
+    s = PatchSampler([a, b], 3, patch=24, seed=6, method="area", min_std=0.0)
     lr, hr = s.batch(10)
     assert hr.shape == (10, 3, 24, 24) and lr.shape == (10, 3, 8, 8) and s.channels == 3
     for k in range(10):
-        im_i, y, x, o = _locate(hr[k, 1].numpy(), [rgb[1], rgb[1, 30:150, 20:200]])  # green
-        src = [rgb, rgb[:, 30:150, 20:200]][im_i]
+        im_i, y, x, o = _locate(hr[k, 1].numpy(), [a[1], b[1]])  # green
+        src = [a, b][im_i]
         for c in (0, 2):  # red and blue come from the same place, transformed alike
             np.testing.assert_array_equal(hr[k, c].numpy(), _dihedral(src[c, y : y + 24, x : x + 24])[o])
     torch.testing.assert_close(lr, degrade(hr, 3, "area"), rtol=0, atol=1e-6)
@@ -273,20 +274,20 @@ def test_multichannel_fields_are_cropped_and_degraded_together(luma) -> None:
 def test_lr_pairs_are_cropped_at_matching_positions(luma) -> None:
     """An LR image that is not a degradation of its HR (block mean plus a tag) shows that the sampler
     takes the LR crop at (y/s, x/s) of the HR crop, transformed alike, and degrades nothing."""
-    hr_img = luma[:130, :170]  # 130 × 170: cropped to 128 × 168 = 4 × (32 × 42)
-    lr_img = luma[:128, :168].reshape(32, 4, 42, 4).mean(axis=(1, 3)) + np.linspace(0, 0.05, 42)
+    hr_img = luma[:66, :91]  # 66 × 91: cropped to 64 × 88 = 4 × (16 × 22)
+    lr_img = luma[:64, :88].reshape(16, 4, 22, 4).mean(axis=(1, 3)) + np.linspace(0, 0.05, 22)
     s = PatchSampler([hr_img], 4, patch=32, seed=8, min_std=0.0, lr_images=[lr_img])
     lr, hr = s.batch(20)
-    assert lr.shape == (20, 1, 8, 8) and s.images[0].shape == (1, 128, 168)
+    assert lr.shape == (20, 1, 8, 8) and s.images[0].shape == (1, 64, 88)
     for k in range(20):
-        _i, y, x, o = _locate(hr[k, 0].numpy(), [hr_img[:128, :168]])
+        _i, y, x, o = _locate(hr[k, 0].numpy(), [hr_img[:64, :88]])
         assert y % 4 == 0 and x % 4 == 0
         want = _dihedral(lr_img[y // 4 : y // 4 + 8, x // 4 : x // 4 + 8].astype(np.float32))[o]
         np.testing.assert_array_equal(lr[k, 0].numpy(), want)
     with pytest.raises(ValueError, match="1 LR images for 2 HR images"):
         PatchSampler([hr_img, hr_img], 4, patch=32, lr_images=[lr_img])
     with pytest.raises(ValueError, match="does not match its LR image"):
-        PatchSampler([hr_img[:100]], 4, patch=32, lr_images=[lr_img])
+        PatchSampler([hr_img[:60]], 4, patch=32, lr_images=[lr_img])
 
 
 def test_noise_option_is_part_of_the_batch_and_reproducible(luma) -> None:
