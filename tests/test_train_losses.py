@@ -100,7 +100,7 @@ def test_pixel_losses_against_their_formulas() -> None:
     }
     for name, value in expect.items():
         loss, logs = build_objective(name, scale=2)(SR, HR)
-        assert float(loss) == pytest.approx(value, rel=1e-6), name
+        assert loss.item() == pytest.approx(value, rel=1e-6), name
         assert logs["loss"] == pytest.approx(value, rel=1e-6)
     assert expect["charbonnier"] != pytest.approx(expect["l1"], rel=1e-6)  # ε really enters
 
@@ -108,13 +108,13 @@ def test_pixel_losses_against_their_formulas() -> None:
 def test_combinations_dict_weights_and_callables() -> None:
     l1, mse = 4.5 / 4, 8.25 / 4
     loss, logs = build_objective("l1+mse", scale=2)(SR, HR)
-    assert float(loss) == pytest.approx(l1 + mse, rel=1e-6)
+    assert loss.item() == pytest.approx(l1 + mse, rel=1e-6)
     assert logs["l1"] == pytest.approx(l1, rel=1e-6) and logs["mse"] == pytest.approx(mse, rel=1e-6)
     loss, logs = build_objective({"L1": 0.25, "l2": 3.0}, scale=2)(SR, HR)
-    assert float(loss) == pytest.approx(0.25 * l1 + 3.0 * mse, rel=1e-6)
+    assert loss.item() == pytest.approx(0.25 * l1 + 3.0 * mse, rel=1e-6)
     assert logs["mse"] == pytest.approx(mse, rel=1e-6)  # unweighted value, canonical name
     loss, logs = build_objective(lambda a, b: (a - b).abs().max(), scale=2)(SR, HR)
-    assert float(loss) == pytest.approx(2.0) and logs["custom"] == pytest.approx(2.0)
+    assert loss.item() == pytest.approx(2.0) and logs["custom"] == pytest.approx(2.0)
 
 
 def test_pixel_gradient_reaches_the_output() -> None:
@@ -163,14 +163,14 @@ def test_multiscale_targets_are_degraded_hr_and_weights_apply() -> None:
     block_mean = (2.5 + 4.5 + 10.5 + 12.5) / 4  # L1 of zeros vs the block means
     obj = build_objective("l1", scale=4, degradation="area", weights=[0.5, 2.0])
     loss, logs = obj([coarse, fine], hr)
-    assert float(loss) == pytest.approx(0.5 * block_mean + 2.0 * 1.0)
+    assert loss.item() == pytest.approx(0.5 * block_mean + 2.0 * 1.0)
     assert logs["l1_final"] == pytest.approx(1.0)
     obj.weights = [1.0, 0.0]  # reassignable between steps (DRCN's α schedule)
     assert float(obj([coarse, fine], hr)[0]) == pytest.approx(block_mean)
     # bicubic degradation gives the torch antialiased bicubic reduction as the coarse target
     bic = F.interpolate(hr, size=(2, 2), mode="bicubic", antialias=True, align_corners=False)
     loss, _ = build_objective("mse", scale=2)([coarse, fine], hr)
-    assert float(loss) == pytest.approx(float((bic**2).mean()) + 1.0, rel=1e-6)
+    assert loss.item() == pytest.approx(float((bic**2).mean()) + 1.0, rel=1e-6)
 
 
 def test_lapsrn_forward_train_and_multiscale_charbonnier() -> None:
@@ -277,7 +277,7 @@ def test_perceptual_conv5_4_l1_matches_hand_reference(vgg_file) -> None:
     loss, logs = obj(sr, hr)
     ref = F.l1_loss(_reference_features(sd, sr.detach().repeat(1, 3, 1, 1), 34),
                     _reference_features(sd, hr.repeat(1, 3, 1, 1), 34))
-    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert loss.item() == pytest.approx(float(ref), rel=1e-5)
     assert logs["perceptual"] == pytest.approx(float(ref), rel=1e-5)
     loss.backward()
     assert sr.grad is not None and sr.grad.abs().sum() > 0
@@ -301,7 +301,7 @@ def test_perceptual_srgan_layer_mse_weights_and_channels(vgg_file, tmp_path) -> 
         loss, logs = obj(sr3, hr3)
         ref = F.mse_loss(_reference_features(sd, sr3, 8), _reference_features(sd, hr3, 8))
         assert logs["perceptual"] == pytest.approx(float(ref), rel=1e-5)
-        assert float(loss) == pytest.approx(float(F.l1_loss(sr3, hr3)) + 0.5 * float(ref), rel=1e-5)
+        assert loss.item() == pytest.approx(float(F.l1_loss(sr3, hr3)) + 0.5 * float(ref), rel=1e-5)
     sr2, hr2 = sr3[:, :2], hr3[:, :2]
     _, logs = obj(sr2, hr2)
     fold = lambda t: t.reshape(2, 1, 8, 12).repeat(1, 3, 1, 1)  # noqa: E731
@@ -320,7 +320,7 @@ def test_texture_loss_objective_matches_enhancenet_formula(vgg_file) -> None:
     fh = [_reference_features(sd, hr.repeat(1, 3, 1, 1), i) for i in idx.values()]
     ref = float(texture_loss(fs, fh, patch=4))
     assert logs["texture"] == pytest.approx(ref, rel=1e-5)
-    assert float(loss) == pytest.approx(2.0 * ref, rel=1e-5)
+    assert loss.item() == pytest.approx(2.0 * ref, rel=1e-5)
 
 
 def test_vgg_layout_matches_torchvision(vgg_file) -> None:
