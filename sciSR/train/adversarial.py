@@ -116,29 +116,29 @@ class DiscriminatorSpec:
     """How to build one discriminator and which inputs it takes.
 
     Attributes:
-        build: ``in_channels -> module`` returning ``(N, 1)`` logits.
+        build: ``(in_channels, **options) -> module`` returning ``(N, 1)`` logits.
         min_size: Smallest patch side in pixels.
         final_size: Side of the last feature map for an input side (batch norm in train mode
             needs more than one value per channel there, counting the batch).
         paper: Where the architecture comes from.
     """
 
-    build: Callable[[int], nn.Module]
+    build: Callable[..., nn.Module]
     min_size: int
     final_size: Callable[[int], int]
     paper: str
 
 
-def _srgan(in_channels: int) -> nn.Module:
+def _srgan(in_channels: int, **options: Any) -> nn.Module:
     from ..models.srresnet import SRGANDiscriminator
 
-    return SRGANDiscriminator(in_channels=in_channels)
+    return SRGANDiscriminator(in_channels=in_channels, **options)
 
 
-def _esrgan(in_channels: int) -> nn.Module:
+def _esrgan(in_channels: int, **options: Any) -> nn.Module:
     from ..models.esrgan import ESRGANDiscriminator
 
-    return ESRGANDiscriminator(in_channels=in_channels)
+    return ESRGANDiscriminator(in_channels=in_channels, **options)
 
 
 DISCRIMINATORS: dict[str, DiscriminatorSpec] = {
@@ -158,13 +158,15 @@ class Adversary(nn.Module):
         in_channels: Channels of the images it judges.
         lr: Adam learning rate of the discriminator.
         betas: Adam betas.
+        options: Keyword arguments of the discriminator class (e.g. ``n_feats``; default: the
+            paper's configuration).
 
     Raises:
-        ValueError: Unknown ``gan`` or ``discriminator``.
+        ValueError: Unknown ``gan``, ``discriminator`` or option.
     """
 
     def __init__(self, gan: str, discriminator: str = "esrgan", in_channels: int = 1, lr: float = 1e-4,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> None:
+                 betas: tuple[float, float] = (0.9, 0.999), options: dict[str, Any] | None = None) -> None:
         super().__init__()
         if gan not in GAN_LOSSES:
             raise ValueError(f"unknown gan={gan!r}; choose one of {', '.join(GAN_LOSSES)} (or gan=None)")
@@ -175,7 +177,10 @@ class Adversary(nn.Module):
         self.gan, self.kind = gan, discriminator
         self.spec = DISCRIMINATORS[discriminator]
         self.d_loss_fn, self.g_loss_fn, self._g_needs_real = GAN_LOSSES[gan]
-        self.net = self.spec.build(int(in_channels))
+        try:
+            self.net = self.spec.build(int(in_channels), **(options or {}))
+        except TypeError as err:
+            raise ValueError(f"bad discriminator_options for {discriminator!r}: {err}") from None
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=float(lr), betas=betas)
 
     def check_size(self, batch: int, height: int, width: int) -> None:

@@ -390,6 +390,7 @@ def build_objective(
     perceptual_criterion: str = "l1",
     texture_layers: Sequence[str] = TEXTURE_LAYERS,
     texture_patch: int = 16,
+    discriminator_options: dict[str, Any] | None = None,
 ) -> Objective:
     """Build the training objective (every check happens here, before training starts).
 
@@ -411,6 +412,8 @@ def build_objective(
         perceptual_criterion: ``"l1"`` (ESRGAN) or ``"mse"`` (SRGAN) on the features.
         texture_layers: VGG19 layers of the texture loss.
         texture_patch: Window of the texture loss in feature-map pixels.
+        discriminator_options: Keyword arguments of the discriminator class (e.g. ``n_feats``);
+            default: the paper's configuration.
 
     Returns:
         The :class:`Objective`, on ``device``.
@@ -454,7 +457,8 @@ def build_objective(
             raise ValueError(
                 f"unknown discriminator={discriminator!r}; choose one of {', '.join(DISCRIMINATORS)}"
             )
-        adversary = Adversary(gan, discriminator, in_channels=int(in_channels), lr=float(lr))
+        adversary = Adversary(gan, discriminator, in_channels=int(in_channels), lr=float(lr),
+                              options=discriminator_options)
     obj = Objective(
         terms, scale=int(scale), weights=weights, vgg=vgg, perceptual_layers=p_layers,
         perceptual_criterion=perceptual_criterion, texture_layers=t_layers, texture_patch=texture_patch,
