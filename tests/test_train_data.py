@@ -12,7 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from sciSR import metrics
 from sciSR.data import sample_path
 from sciSR.train import degrade
-from sciSR.train.data import PatchSampler, load_luma
+from sciSR.train.data import PatchSampler, load_luma, load_rgb
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,19 @@ def test_load_luma_converts_any_mode_and_shrinks_the_longer_side(luma, tmp_path)
     ref = np.asarray(rgb_img.crop((0, 0, 256, 200)).resize((100, 78), Image.Resampling.LANCZOS), np.float64)
     np.testing.assert_allclose(small, metrics.rgb_to_y(ref / 255.0), atol=1e-6)
     assert load_luma(tmp_path / "wide.png", max_side=256).shape == (200, 256)  # already small enough
+
+
+def test_load_luma_keeps_16_bit_greyscale(tmp_path) -> None:
+    from PIL import Image
+
+    grey = (np.arange(40 * 50).reshape(40, 50) * 31 % 65536).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode.startswith("I")  # not an 8-bit mode: Pillow's RGB conversion would clip
+    want = (16 + 219 * (grey / 65535.0)) / 255.0
+    np.testing.assert_allclose(load_luma(tmp_path / "deep.png"), want, atol=1e-6)
+    np.testing.assert_allclose(load_rgb(tmp_path / "deep.png"), np.stack([grey / 65535.0] * 3), atol=1e-6)
+    assert load_luma(tmp_path / "deep.png", max_side=25).shape == (20, 25)
 
 
 def test_sampler_defaults_and_dtype(luma) -> None:

@@ -13,23 +13,38 @@ import torch
 
 from .degrade import add_noise, degrade
 
+#: Full scale of the high-bit-depth greyscale Pillow modes (``"F"`` is taken as already in [0, 1]).
+_GREY_FULL_SCALE = {m: 65535.0 for m in ("I;16", "I;16B", "I;16L", "I;16N", "I")} | {"F": 1.0}
+
 
 def _open_rgb(path: str | Path, max_side: int | None) -> np.ndarray:
-    """8-bit RGB of any Pillow mode, shrunk (Lanczos) to a longer side ≤ ``max_side``, float64 in [0, 1]."""
+    """RGB in [0, 1] (float64, ``(H, W, 3)``), shrunk (Lanczos) to a longer side ≤ ``max_side``.
+
+    8-bit modes go through Pillow's RGB conversion; 16/32-bit greyscale is divided by 65535 and
+    float greyscale is kept as is (Pillow's RGB conversion would clip both to 8 bits).
+    """
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
-        if max_side and max(im.size) > max_side:
-            f = max_side / max(im.size)
-            im = im.resize((round(im.size[0] * f), round(im.size[1] * f)), Image.Resampling.LANCZOS)
-        return np.asarray(im, dtype=np.float64) / 255.0
+        full = _GREY_FULL_SCALE.get(im.mode)
+        if full is not None:
+            grey = Image.fromarray(np.asarray(im, dtype=np.float32) / np.float32(full))
+        else:
+            im = im.convert("RGB")
+        work = grey if full is not None else im
+        if max_side and max(work.size) > max_side:
+            f = max_side / max(work.size)
+            work = work.resize((round(work.size[0] * f), round(work.size[1] * f)), Image.Resampling.LANCZOS)
+        if full is not None:
+            return np.repeat(np.asarray(work, dtype=np.float64)[..., None], 3, axis=2)
+        return np.asarray(work, dtype=np.float64) / 255.0
 
 
 def load_luma(path: str | Path, max_side: int | None = None) -> np.ndarray:
     """Read a photo as BT.601 luma (``[16, 235]/255``, float32), shrunk so its longer side ≤ ``max_side``.
 
-    Any Pillow mode is converted to RGB first; shrinking uses Lanczos resampling on the 8-bit image.
+    8-bit Pillow modes are converted to RGB first and shrunk with Lanczos resampling on the 8-bit
+    image; 16-bit greyscale is scaled by 65535 (float greyscale taken as [0, 1]) and shrunk in float.
 
     Shape:
         ``-> (H, W)``.

@@ -511,7 +511,7 @@ def _read(
             missing = [p for p in paths if not p.is_file()]
             if missing:
                 raise FileNotFoundError(f"no such file: {missing[0]}")
-            if all(p.suffix.lower() in PHOTO_EXTENSIONS for p in paths):
+            if all(p.suffix.lower() in _SINGLE_PHOTO for p in paths):  # .tif paths are read as GeoTIFF
                 return _read_photo_paths(paths, f"{len(paths)} image paths", channels, max_side)
             raws = [_read_path(p, scale, variables, channels, axis, max_side) for p in paths]
             if any(r.photos for r in raws) and not all(r.photos for r in raws):
