@@ -12,6 +12,7 @@ training crops.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -146,7 +147,8 @@ def fit_dictionary(
             ``imresize``; needs a model built with ``upsampler="matlab"``).
         patches: Training windows sampled at most.
         seed: Seed of the crop and patch sampling and of the dictionary initialization.
-        progress: Show a progress bar over the three stages (crops, K-SVD, evaluation).
+        progress: Show a progress bar over the three stages (crops, K-SVD, evaluation); the
+            environment variable ``SCISR_NO_PROGRESS`` turns it off.
         n_iter: K-SVD iterations.
         crop: Side of the HR crops in pixels.
         prune: Fraction of the smoothest windows dropped.
@@ -189,7 +191,8 @@ def fit_dictionary(
     windows = (side - p + 1) ** 2
     n_crops = max(int(eval_crops), math.ceil(2 * int(patches) / ((1 - prune) * windows)))
     t0 = time.perf_counter()
-    bar = tqdm(total=3, desc=f"sparse_coding ×{s}", disable=not progress, leave=False)
+    quiet = not progress or bool(os.environ.get("SCISR_NO_PROGRESS"))
+    bar = tqdm(total=3, desc=f"sparse_coding ×{s}", disable=quiet, leave=False)
     try:
         rng = np.random.default_rng(int(seed))
         crops = [torch.from_numpy(c.astype(np.float32)) for c in

@@ -232,7 +232,13 @@ class Objective(nn.Module):
                         f"intermediate outputs must be HR reduced by an integer factor dividing "
                         f"scale {self.scale}"
                     )
-                cache[size] = degrade(hr, int(fh), self.degradation)
+                target = degrade(hr, int(fh), self.degradation)
+                if tuple(target.shape[-2:]) != size:
+                    raise ValueError(
+                        f"degradation {self.degradation!r} reduces HR to {tuple(target.shape[-2:])}, not to "
+                        f"output {i}'s {size}; build the objective with degradation='area' or 'bicubic'"
+                    )
+                cache[size] = target
             targets.append(cache[size])
         return targets
 
