@@ -407,8 +407,41 @@ def find_weights(
     exact = [e for e in cands if e.channels == int(in_channels)]
     if exact:
         return WeightMatch(exact[0], int(in_channels))
-    rgb = [e for e in cands if e.channels == CONVERTIBLE_CHANNELS and e.out_channels == CONVERTIBLE_CHANNELS]
+    rgb = [e for e in cands if _collapsible(e, scale, int(in_channels))]
     return WeightMatch(rgb[0], int(in_channels)) if rgb else None
+
+
+_COLLAPSIBLE: dict[tuple[Any, ...], bool] = {}
+
+
+def _collapsible(e: WeightEntry, scale: int, n: int) -> bool:
+    """Whether the RGB file ``e`` can serve an ``n``-channel model: tried once per file on a model built
+    without memory (``meta`` device). Nets whose last convolution feeds a pixel shuffle have no
+    RGB output convolution to collapse (ESPCN)."""
+    if e.channels != CONVERTIBLE_CHANNELS or e.out_channels != CONVERTIBLE_CHANNELS or n == e.channels:
+        return False
+    key = (str(e.path), e.size, e.path.stat().st_mtime_ns, int(scale), n)
+    with _LOCK:
+        hit = _COLLAPSIBLE.get(key)
+    if hit is not None:
+        return hit
+    import torch
+
+    from .checkpoints import adapt_input_channels
+    from .registry import create_model
+
+    try:
+        with torch.device("meta"):
+            model = create_model(
+                e.model, scale=int(scale), in_channels=e.channels, pretrained=False, **e.arch_kwargs
+            )
+            adapt_input_channels(model, n)
+        ok = True
+    except Exception:  # any failure to collapse means the file cannot serve n channels
+        ok = False
+    with _LOCK:
+        _COLLAPSIBLE[key] = ok
+    return ok
 
 
 def _describe(entries: Iterable[WeightEntry]) -> str:
@@ -591,9 +624,7 @@ class ModelChoice:
 def _usable(e: WeightEntry, scale: int, in_channels: int) -> bool:
     if not e.serves(scale):
         return False
-    return e.channels == in_channels or (
-        e.channels == CONVERTIBLE_CHANNELS and e.out_channels == CONVERTIBLE_CHANNELS
-    )
+    return e.channels == in_channels or _collapsible(e, scale, in_channels)
 
 
 def _rank(entries: list[WeightEntry], gain: Any, in_channels: int, scale: int) -> list[WeightEntry]:
