@@ -354,3 +354,24 @@ def test_pool_etopo_single_grid_is_split_and_photos_folder_reads() -> None:
     if photos:
         tp = load_training_data(photos, scale=4, max_side=256, val_fraction=0)
         assert len(tp.train) == 3 and all(max(f.shape) <= 256 for f in tp.train)
+
+
+def test_zarr_store_and_band_dim_as_channels(tmp_path) -> None:
+    import xarray as xr
+
+    import sciSR
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = sciSR.open(sample_path("cmip5_tas_mpi-esm-lr_2005.nc"))
+        ds[["tas"]].to_zarr(tmp_path / "tas.zarr")
+    td = load_training_data(tmp_path / "tas.zarr", scale=4, norm="none", val_fraction=0)
+    assert len(td.train) == 3 and "tas.zarr: tas (3 fields 96×192 along time)" in td.source
+    np.testing.assert_array_equal(td.train[2], ds["tas"].values[2])
+    bands = xr.DataArray(np.random.default_rng(0).random((3, 40, 48)), dims=("band", "y", "x"), name="refl")
+    rgb = load_training_data(bands, scale=4, channels=3, norm="per_field", val_fraction=0)
+    assert len(rgb.train) == 1 and rgb.train[0].shape == (3, 40, 48)
+    for c in range(3):  # per_field: each channel of each field by its own range
+        assert float(rgb.train[0][c].min()) == 0.0 and float(rgb.train[0][c].max()) == 1.0
+    one = load_training_data(bands, scale=4, val_fraction=0)  # one channel: each band is a field
+    assert len(one.train) == 3 and "along band" in one.source

@@ -394,7 +394,7 @@ def _read_xarray(obj: Any, variables: Any, channels: int, axis: int | None, what
     from ..io import adapter_for_dataset
 
     ds = obj.to_dataset(name=obj.name or "data") if isinstance(obj, xr.DataArray) else obj
-    adapter = adapter_for_dataset(ds) if "scisr_format" in ds.attrs else adapter_for_dataset(xr.Dataset())
+    adapter = adapter_for_dataset(ds)
     names = [variables] if isinstance(variables, str) else list(variables) if variables is not None else None
     available = [str(v) for v in ds.data_vars]
     if names is not None:
