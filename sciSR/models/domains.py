@@ -116,7 +116,8 @@ def detect_domain(
         ds: ``xr.Dataset`` as opened by an adapter (or built from a DataArray).
         adapter: Name of the adapter that read it (``"nifti"``, ``"geotiff"``...).
         variables: The variables the call downscales (default: those with spatial dims).
-        spatial_dims_of: The adapter's spatial-dims finder (to pick the default variables).
+        spatial_dims_of: The adapter's spatial-dims finder (to pick the default variables; default
+            :func:`sciSR.grid.find_spatial_dims`).
 
     Returns:
         ``(kind or None, evidence)``; see the module docstring for the rule.
@@ -148,10 +149,10 @@ def _selected(ds: Any, variables: Any, spatial_dims_of: Callable[[Any], Any] | N
     if variables is not None:
         return [v for v in variables if v in ds.data_vars]
     try:
+        from ..grid import find_spatial_dims
         from ..io.xarray_core import select_variables
 
-        if spatial_dims_of is not None:
-            return list(select_variables(ds, None, spatial_dims_of))
+        return list(select_variables(ds, None, spatial_dims_of or find_spatial_dims))
     except (ValueError, TypeError, KeyError):
         pass
     return [n for n, v in ds.data_vars.items() if v.ndim >= 2 and v.dtype.kind in "fiu"]
