@@ -14,7 +14,9 @@ is inside ``binary_cross_entropy_with_logits`` for numerical stability). ``bce(z
   discriminator minimizes ``(bce(C(x_r) - E C(x_f), 1) + bce(C(x_f) - E C(x_r), 0)) / 2``, the
   generator the symmetric ``(bce(C(x_r) - E C(x_f), 0) + bce(C(x_f) - E C(x_r), 1)) / 2``. The
   paper writes the two terms as a sum; the factor 1/2 follows the authors' released code
-  (BasicSR), for which the paper's weight ``λ = 5e-3`` was set.
+  (BasicSR), for which the paper's weight ``λ = 5e-3`` was set. The discriminator's gradient
+  flows through both batch means, as the formula reads; BasicSR detaches the other batch's mean in
+  each of its two terms.
 
 Discriminators: ``"srgan"`` (:class:`sciSR.models.srresnet.SRGANDiscriminator`) and ``"esrgan"``
 (:class:`sciSR.models.esrgan.ESRGANDiscriminator`), built for the data's channel count; both end
