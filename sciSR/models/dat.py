@@ -11,7 +11,9 @@ The trunk alternates two kinds of transformer block inside residual groups:
 Each attention runs beside a depthwise-conv branch and the two branches gate each other (the
 paper's adaptive interaction module: a channel map from one, a spatial map from the other). The
 feed-forward network is gated by a depthwise conv (spatial-gate FFN). The input has the DIV2K RGB
-mean subtracted (added back at the end), as in the official code.
+mean subtracted (added back at the end), as in the official code; here that shift is the model's
+input transform (:meth:`SRModel.set_input_transform`), so channel adaptation
+(:func:`sciSR.models.checkpoints.adapt_input_channels`) folds it like any imported mean shift.
 
 The default configuration is DAT-light (embed dim 60, one group of 18 blocks, 6 heads, windows
 8×32, FFN expansion 2, a three-convolution residual tail, one-step pixel-shuffle upsampler), the
@@ -480,9 +482,15 @@ class DAT(SRModel):
 
     ``upsampler="pixelshuffledirect"`` (DAT-light): one conv + pixel shuffle.
     ``upsampler="pixelshuffle"`` (DAT, DAT-S, DAT-2): conv + LeakyReLU to ``num_feat``, ×2 (or ×3)
-    sub-pixel stages, ``conv_last``. The input mean (``img_mean``; default the DIV2K RGB mean for 3
-    channels, zeros otherwise, as in the official code) is subtracted first and added back to the
-    output when input and output channels agree. Channel attention is global and window attention
+    sub-pixel stages, ``conv_last``. The input mean ``img_mean`` (default: the DIV2K RGB mean for 3
+    channels, zeros otherwise, as in the official code) is the model's input transform: subtracted
+    before ``conv_first`` and added back to outputs with as many channels. A mean of another length
+    than ``in_channels`` is collapsed to its average (the rule of channel adaptation), and
+    ``config["img_mean"]`` follows :meth:`set_input_transform`, so the configuration of a
+    channel-adapted model rebuilds it. ``init_std`` is the standard deviation of the truncated-normal
+    initialisation of the linear layers (0.02 upstream; the small test configuration uses a larger
+    one so that its attention is not negligible at initialisation); it only affects training from
+    scratch and is not part of the configuration. Channel attention is global and window attention
     depends on the window grid: not translation-equivariant, tiles are blended.
 
     Shape:
@@ -510,17 +518,12 @@ class DAT(SRModel):
         img_mean: Sequence[float] | None = None,
         drop_path_rate: float = 0.1,
         num_feat: int = 64,
+        init_std: float = 0.02,
     ) -> None:
         super().__init__(scale, in_channels, out_channels)
         depths, num_heads = [int(d) for d in depths], [int(n) for n in num_heads]
         split = (int(split_size[0]), int(split_size[1]))
         check_config(embed_dim, depths, num_heads, split, upsampler)
-        if img_mean is None:
-            img_mean = DIV2K_RGB_MEAN if self.in_channels == 3 else (0.0,) * self.in_channels
-        mean = [float(m) for m in img_mean]
-        if len(mean) != self.in_channels:
-            raise ValueError(f"img_mean has {len(mean)} values for {self.in_channels} input channels")
-        self.register_buffer("img_mean", torch.tensor(mean).reshape(1, -1, 1, 1), persistent=False)
         s = self.scale
         self.upsampler = upsampler
         self.conv_first = nn.Conv2d(self.in_channels, embed_dim, 3, padding=1)
@@ -541,17 +544,34 @@ class DAT(SRModel):
             self.conv_before_upsample = nn.Conv2d(embed_dim, num_feat, 3, padding=1)
             self.upsample = PixelShuffleUpsampler(s, num_feat)
             self.conv_last = nn.Conv2d(num_feat, self.out_channels, 3, padding=1)
+        self.init_std = float(init_std)
         self.apply(self._init_weights)
         self.config = {
             "embed_dim": embed_dim, "depths": depths, "num_heads": num_heads, "split_size": list(split),
             "expansion_factor": expansion_factor, "qkv_bias": qkv_bias, "resi_connection": resi_connection,
-            "upsampler": upsampler, "img_mean": mean,
+            "upsampler": upsampler,
         }
+        if img_mean is None:
+            img_mean = DIV2K_RGB_MEAN if self.in_channels == 3 else (0.0,) * self.in_channels
+        mean = [float(m) for m in img_mean]
+        if len(mean) != self.in_channels:
+            mean = [sum(mean) / len(mean)] * self.in_channels
+        self.set_input_transform(mean if any(mean) else None)
 
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
+    def set_input_transform(self, mean: object = None, value_range: float = 1.0) -> DAT:
+        """:meth:`SRModel.set_input_transform`, also recorded as ``config["img_mean"]`` (zeros for none)."""
+        super().set_input_transform(mean, value_range)
+        if mean is None:
+            values = [0.0] * self.in_channels
+        else:
+            values = torch.as_tensor(mean, dtype=torch.float64, device="cpu").flatten().tolist()
+            values = values * self.in_channels if len(values) == 1 else values
+        self.config["img_mean"] = [float(v) for v in values]
+        return self
+
+    def _init_weights(self, m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.trunc_normal_(m.weight, std=self.init_std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
@@ -571,15 +591,14 @@ class DAT(SRModel):
         return self.norm(t).transpose(1, 2).reshape(b, c, h, w)
 
     def forward_sr(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self.img_mean.to(x.dtype)
-        feat = self.conv_first(x - mean)
+        feat = self.conv_first(x)
         feat = self.conv_after_body(self.forward_features(feat)) + feat
         if self.upsampler == "pixelshuffledirect":
             y = self.upsample(feat)
         else:
             y = F.leaky_relu(self.conv_before_upsample(feat), 0.01)
             y = self.conv_last(self.upsample(y))
-        return y + mean if self.out_channels == self.in_channels else y
+        return y
 
 
 def check_config(
@@ -613,7 +632,14 @@ def check_config(
 @register_model(
     "dat_light",
     paper=DAT_PAPER,
-    tiny={"embed_dim": 16, "depths": (2,), "num_heads": (2,), "split_size": (4, 8), "drop_path_rate": 0.0},
+    tiny={
+        "embed_dim": 16,
+        "depths": (2,),
+        "num_heads": (2,),
+        "split_size": (4, 8),
+        "drop_path_rate": 0.0,
+        "init_std": 0.3,
+    },
 )
 def dat_light(scale: int = 4, in_channels: int = 1, out_channels: int | None = None, **kw) -> DAT:
     """DAT-light: 18 dual-aggregation blocks (spatial/channel attention), dim 60, 8×32 windows (×2/×3/×4)."""

