@@ -26,6 +26,8 @@ _EXPORTS = {
     "open": "io:open_dataset",
     "write": "io:write",
     "metrics": "metrics",
+    "train": "train",
+    "finetune": "train.api:finetune",
     "data": "data",
 }
 
