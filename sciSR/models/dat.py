@@ -90,8 +90,8 @@ def shifted_window_mask(
             labels[:, rows, cols, :] = region
             region += 1
     win = to_windows(labels, wh, ww).squeeze(-1)  # (nW, N)
-    diff = win[:, None, :] - win[:, :, None]
-    return torch.zeros_like(diff).masked_fill(diff != 0, MASK_LOGIT)
+    apart = win[:, None, :] != win[:, :, None]
+    return torch.zeros(apart.shape, device=device).masked_fill_(apart, MASK_LOGIT)
 
 
 class NormReluLinear(nn.Module):
@@ -253,18 +253,18 @@ class SpatialWindowAttention(nn.Module):
         self.channel_map = ChannelMap(dim)
         self.spatial_map = SpatialMap(dim)
         self.proj = nn.Linear(dim, dim)
-        self._mask_cache: tuple[tuple, list[torch.Tensor]] | None = None
 
     def masks(self, h: int, w: int, device: torch.device, dtype: torch.dtype) -> list[torch.Tensor]:
-        """Shifted-window masks of both branches for an ``h × w`` padded map (last size kept)."""
-        key = (h, w, str(device), dtype)
-        if self._mask_cache is None or self._mask_cache[0] != key:
-            made = []
-            for br in self.branches:
-                wh, ww = br.window
-                made.append(shifted_window_mask(h, w, (wh, ww), (wh // 2, ww // 2), device).to(dtype))
-            self._mask_cache = (key, made)
-        return self._mask_cache[1]
+        """Shifted-window masks of both branches for an ``h × w`` padded map.
+
+        Built at every call and not kept: a mask holds ``n_windows · (wh·ww)²`` values (about 0.9 GB
+        for a 1152×768 map), as large as a third of the attention it masks.
+        """
+        out = []
+        for br in self.branches:
+            wh, ww = br.window
+            out.append(shifted_window_mask(h, w, (wh, ww), (wh // 2, ww // 2), device).to(dtype))
+        return out
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         b, n, c = x.shape

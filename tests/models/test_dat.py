@@ -295,3 +295,27 @@ def test_one_channel_use_gives_the_average_of_the_rgb_outputs() -> None:
         want = rgb(torch.from_numpy(np.repeat(g, 3, axis=0))[None]).mean(dim=1, keepdim=True)
         got = grey(torch.from_numpy(g)[None])
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.slow
+def test_card_heldout_figure_is_reproduced_on_one_photo() -> None:
+    """The ×4 card's standard-protocol PSNR of one reserved photo (500×500, Debian libjxl-testdata),
+    recomputed on this CPU from the shipped file; the card was computed on a GPU in fp32 (±0.01 dB)."""
+    if not CONVERTER.is_file():
+        pytest.skip("tools/weights (source checkout) not available")
+    conv = converter()
+    try:
+        root = conv.fetch_heldout(conv.DEFAULT_HELDOUT)
+    except (conv.ConversionError, OSError) as err:
+        pytest.skip(f"reserved evaluation photos unavailable: {err}")
+    rel = next(p for p in conv.PHOTOS if "tmshre" in p)
+    card = weights(4).with_suffix(".md").read_text(encoding="utf-8")
+    row = re.search(rf"^\| {re.escape(Path(rel).name)} \| \d+×\d+ \| ([\d.]+) \| ([\d.]+) \|", card, re.M)
+    with Image.open(root / rel) as im:
+        hr = np.asarray(im.convert("RGB"), dtype=np.float64).transpose(2, 0, 1) / 255.0
+    lr = imresize_matlab(hr, scale=0.25)
+    m = sciSR.create_model("dat_light", scale=4, in_channels=3)
+    with torch.no_grad():
+        sr = m(torch.from_numpy(lr.astype(np.float32))[None])[0].double().numpy()
+    assert y_psnr(sr, hr, 4) == pytest.approx(float(row[1]), abs=0.01)
+    assert y_psnr(imresize_matlab(lr, scale=4), hr, 4) == pytest.approx(float(row[2]), abs=0.01)
