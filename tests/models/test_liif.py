@@ -347,3 +347,44 @@ def test_matches_the_source_package_when_cached(converter) -> None:
         got = model(lr)[0].permute(1, 2, 0).reshape(-1, 3)
     res = converter.compare(source, lr, 3, got)
     assert res["max_abs_diff"] < 1e-4 and res["max_abs_diff_degenerate"] < 1e-4, res
+
+
+@pytest.mark.slow
+def test_card_per_photo_row_is_reproduced() -> None:
+    """One held-out row of the card (×4, a 500×500 reserved photo, standard protocol) recomputed on
+    the CPU; runs where the reserved Debian libjxl-testdata photos are already extracted."""
+    import os
+
+    from PIL import Image
+
+    name = "cvo9xd_keong_macan_srgb8.png"
+    root = Path(os.environ.get("SCISR_HELDOUT_DIR", Path.home() / ".cache" / "scisr-heldout"))
+    path = root / "libjxl-testdata/usr/share/libjxl-testdata/external/wesaturate/500px" / name
+    if not path.is_file():
+        pytest.skip(f"reserved photo {name} not extracted under {root}")
+    num = r" \| ([\d.]+)"
+    row = re.search(
+        rf"^\| ×4 \| {re.escape(name)} \| 500×500{num * 4} \|$", CARD.read_text(encoding="utf-8"), re.M
+    )
+    assert row, "no ×4 row for the photo on the card"
+    with Image.open(path) as im:
+        hr = np.asarray(im.convert("RGB"), dtype=np.float64).transpose(2, 0, 1) / 255.0
+    lr = degrade(torch.from_numpy(hr)[None], 4, "matlab")[0].numpy()
+    model = sciSR.create_model("liif", scale=4, in_channels=3)
+    with torch.no_grad():
+        sr = model(torch.from_numpy(lr.astype(np.float32))[None])[0].double().numpy()
+    bic = imresize_matlab(lr, scale=4)
+    y_hr = metrics.shave(metrics.rgb_to_y(hr.transpose(1, 2, 0)), 4)
+
+    def y(a: np.ndarray) -> np.ndarray:
+        return metrics.shave(metrics.rgb_to_y(np.clip(a, 0, 1).transpose(1, 2, 0)), 4)
+
+    got = (
+        metrics.psnr(y(sr), y_hr, data_range=1.0),
+        metrics.psnr(y(bic), y_hr, data_range=1.0),
+        metrics.ssim(y(sr), y_hr, data_range=1.0),
+        metrics.ssim(y(bic), y_hr, data_range=1.0),
+    )
+    want = tuple(float(v) for v in row.groups())
+    assert got[0] == pytest.approx(want[0], abs=0.01) and got[1] == pytest.approx(want[1], abs=0.01)
+    assert got[2] == pytest.approx(want[2], abs=2e-4) and got[3] == pytest.approx(want[3], abs=2e-4)
