@@ -236,22 +236,34 @@ class WeightEntry:
             parts.append(f"{what} {r.metric} {r.model:g} vs {r.baseline:g}")
         return "; ".join(parts) + (" (model vs bicubic)" if parts else "none on card")
 
-    def heldout_gain(self, metric: str | None = None) -> float | None:
+    def _rows(self, metric: str | None, scale: int | None) -> list[CardScore]:
+        """Held-out rows of ``metric``; for a card with rows per scale (``×2`` in the protocol, as
+        any-scale files have), those of ``scale`` (default: the file's own scale)."""
+        rows = [r for r in self.heldout if metric is None or r.metric.split()[0].upper() == metric.upper()]
+        want = f"×{int(scale if scale is not None else self.scale)}"
+        marked = [r for r in rows if re.search(r"×\d+\b", f"{r.data} {r.protocol}")]
+        if marked:
+            rows = [r for r in marked if re.search(rf"{want}\b", f"{r.data} {r.protocol}")]
+        return rows
+
+    def heldout_gain(self, metric: str | None = None, scale: int | None = None) -> float | None:
         """Relative held-out gain over bicubic of the card's first row (of ``metric``, if given).
 
         PSNR/SSIM rows: ``(model - bicubic) / bicubic``; error rows (RMSE...):
         ``(bicubic - model) / bicubic``. Positive means better than bicubic. ``None`` without rows.
+        A card with rows per scale is read at ``scale`` (default: the file's own).
         """
-        rows = [r for r in self.heldout if metric is None or r.metric.split()[0].upper() == metric.upper()]
+        rows = self._rows(metric, scale)
         if not rows:
             return None
         r = rows[0]
         base = abs(r.baseline) or 1.0
         return (r.model - r.baseline) / base if r.higher_is_better else (r.baseline - r.model) / base
 
-    def photo_psnr_gain(self) -> float | None:
-        """Held-out PSNR gain over bicubic in dB on photos (the card's first photo PSNR row)."""
-        rows = [r for r in self.heldout if r.metric.split()[0].upper() == "PSNR"]
+    def photo_psnr_gain(self, scale: int | None = None) -> float | None:
+        """Held-out PSNR gain over bicubic in dB on photos (the card's first photo PSNR row; for a
+        card with rows per scale, the first one of ``scale``, default the file's own)."""
+        rows = self._rows("PSNR", scale)
         photos = [r for r in rows if "photo" in r.data.lower()] or rows
         return photos[0].model - photos[0].baseline if photos else None
 
@@ -415,9 +427,13 @@ _COLLAPSIBLE: dict[tuple[Any, ...], bool] = {}
 
 
 def _collapsible(e: WeightEntry, scale: int, n: int) -> bool:
-    """Whether the RGB file ``e`` can serve an ``n``-channel model: tried once per file on a model built
-    without memory (``meta`` device). Nets whose last convolution feeds a pixel shuffle have no
-    RGB output convolution to collapse (ESPCN)."""
+    """Whether the RGB file ``e`` can serve an ``n``-channel model, checked once per file and process.
+
+    The check runs the collapse on a randomly initialised network of the file's configuration and
+    requires what the collapse promises: for ``n`` equal channels ``g`` the collapsed net returns,
+    on every output channel, the mean of the RGB net's outputs for ``(g, g, g)``. Nets whose last
+    convolution feeds a pixel shuffle (ESPCN, DAT-light) have no RGB output convolution and fail.
+    """
     if e.channels != CONVERTIBLE_CHANNELS or e.out_channels != CONVERTIBLE_CHANNELS or n == e.channels:
         return False
     key = (str(e.path), e.size, e.path.stat().st_mtime_ns, int(scale), n)
@@ -425,23 +441,54 @@ def _collapsible(e: WeightEntry, scale: int, n: int) -> bool:
         hit = _COLLAPSIBLE.get(key)
     if hit is not None:
         return hit
+    ok = _collapse_keeps_outputs(e.model, int(scale), n, e.arch_kwargs)
+    with _LOCK:
+        _COLLAPSIBLE[key] = ok
+    return ok
+
+
+def _collapse_keeps_outputs(model: str, scale: int, n: int, options: Mapping[str, Any]) -> bool:
+    """Run the collapse check on the architecture's small test configuration (its ``tiny`` options
+    over the file's), which has the same first and last convolutions as the file's configuration;
+    the file's own configuration is used where the small one cannot be built."""
+    from .registry import get_entry
+
+    tiny = get_entry(model).tiny
+    result = _collapse_check(model, scale, n, {**options, **tiny}) if tiny else None
+    if result is None:
+        result = _collapse_check(model, scale, n, options)
+    return bool(result)
+
+
+def _collapse_check(model: str, scale: int, n: int, options: Mapping[str, Any]) -> bool | None:
+    """``None`` when the network cannot be built with ``options``, else whether the collapse holds."""
+    import copy
+
     import torch
 
     from .checkpoints import adapt_input_channels
     from .registry import create_model
 
     try:
-        with torch.device("meta"):
-            model = create_model(
-                e.model, scale=int(scale), in_channels=e.channels, pretrained=False, **e.arch_kwargs
-            )
-            adapt_input_channels(model, n)
-        ok = True
-    except Exception:  # any failure to collapse means the file cannot serve n channels
-        ok = False
-    with _LOCK:
-        _COLLAPSIBLE[key] = ok
-    return ok
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            rgb = create_model(
+                model, scale=scale, in_channels=CONVERTIBLE_CHANNELS, pretrained=False, **options
+            ).eval()
+            g = torch.rand(1, 1, 16, 16)
+    except Exception:  # options that do not build this architecture
+        return None
+    try:
+        collapsed = adapt_input_channels(copy.deepcopy(rgb), n).eval()
+        with torch.no_grad():
+            want = rgb(g.repeat(1, CONVERTIBLE_CHANNELS, 1, 1)).mean(dim=1, keepdim=True)
+            got = collapsed(g.repeat(1, n, 1, 1))
+    except Exception:  # a collapse that fails or breaks the forward pass cannot serve n channels
+        return False
+    if got.shape != (1, n, *want.shape[2:]):
+        return False
+    tol = 1e-4 * max(float(want.abs().max()), 1e-6)
+    return bool((got - want).abs().max() <= tol)
 
 
 def _describe(entries: Iterable[WeightEntry]) -> str:
@@ -675,33 +722,42 @@ def choose_model(
     Raises:
         ValueError: ``tag`` given but no model has weights with that tag for this scale/channels.
     """
-    entries = [e for e in discover(folder) if _usable(e, scale, in_channels)]
+    entries = [e for e in discover(folder) if e.serves(scale)]
+
+    def domain_gain(e: WeightEntry) -> float | None:
+        return e.heldout_gain(scale=scale)
+
+    def photo_gain(e: WeightEntry) -> float | None:
+        return e.photo_psnr_gain(scale)
+
     seen = f" ({evidence})" if evidence else ""
     want = tag or domain
     if want:
         # weights whose card shows them losing to bicubic are skipped unless asked for by tag
-        pool = [e for e in entries if e.tag == want and (tag is not None or not _loses(e.heldout_gain()))]
-        if pool:
-            best = _rank(pool, WeightEntry.heldout_gain, in_channels, scale)[0]
+        pool = [e for e in entries if e.tag == want and (tag is not None or not _loses(domain_gain(e)))]
+        best = _first_usable(_rank(pool, domain_gain, in_channels, scale), scale, in_channels)
+        if best is not None:
             e = _served(best, scale, in_channels, folder)
             why = f"weights='{tag}' asked" if tag else f"'{domain}' data{seen}"
-            return ModelChoice(e.model, e.tag, e, f"{why}: shipped '{e.tag}' weights {e.name}{_gain(e)}")
+            return ModelChoice(
+                e.model, e.tag, e, f"{why}: shipped '{e.tag}' weights {e.name}{_gain(e, scale)}"
+            )
         if tag:
             have = sorted({x.tag for x in entries if x.tag})
             raise ValueError(
                 f"no shipped model has '{tag}' weights for ×{scale} with {in_channels} channel(s); tags for "
                 f"×{scale}: {', '.join(have) or 'none'} (sciSR.list_weights() lists every file)"
             )
-    natural = [e for e in entries if e.tag is None and not _loses(e.photo_psnr_gain())]
+    natural = [e for e in entries if e.tag is None and not _loses(photo_gain(e))]
+    best = _first_usable(_rank(natural, photo_gain, in_channels, scale), scale, in_channels)
     lead = (
         f"'{domain}' data{seen} but no usable '{domain}' weights for ×{scale} with {in_channels} channel(s)"
         if domain
         else f"no domain detected{seen}"
     )
-    if natural:
-        best = _rank(natural, WeightEntry.photo_psnr_gain, in_channels, scale)[0]
+    if best is not None:
         e = _served(best, scale, in_channels, folder)
-        gain = e.photo_psnr_gain()
+        gain = e.photo_psnr_gain(scale)
         score = f", held-out photo PSNR {gain:+.2f} dB over bicubic" if gain is not None else ""
         conv = f", RGB weights collapsed to {in_channels} channel(s)" if e.channels != in_channels else ""
         return ModelChoice(
@@ -716,6 +772,11 @@ def choose_model(
     )
 
 
+def _first_usable(ranked: list[WeightEntry], scale: int, in_channels: int) -> WeightEntry | None:
+    """The best-ranked file that serves ``in_channels`` (RGB collapses are checked only as far as needed)."""
+    return next((e for e in ranked if _usable(e, scale, in_channels)), None)
+
+
 def _loses(gain: float | None) -> bool:
     """The card's held-out score is not better than bicubic (no score: not known to lose)."""
     return gain is not None and gain <= 0.0
@@ -727,8 +788,8 @@ def _served(e: WeightEntry, scale: int, in_channels: int, folder: str | Path | N
     return match.entry if match is not None else e
 
 
-def _gain(e: WeightEntry) -> str:
-    rows = e.heldout
+def _gain(e: WeightEntry, scale: int) -> str:
+    rows = e._rows(None, scale)
     if not rows:
         return ""
     r = rows[0]
