@@ -185,6 +185,31 @@ def test_auto_ranks_natural_weights_by_held_out_gain(tmp_path: Path, monkeypatch
     assert catalog.choose_model(2, 1, tag="realesrgan").entry.name == "espcn_x2_c1_realesrgan"
 
 
+def test_any_scale_card_is_read_at_the_requested_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "w"
+    folder.mkdir()
+    monkeypatch.setattr(catalog, "WEIGHTS_DIR", folder)
+    rows = [
+        ("5 photos", "×2, Y channel", "PSNR dB", 31.0, 30.5),
+        ("same", "×3, Y channel", "PSNR dB", 33.0, 30.0),
+    ]
+    ship(folder, "srcnn_x2_c1", None, metadata={"scisr_any_scale": "1"})
+    card = "\n".join(f"| {d} | {p} | {m} | {a} | {b} |" for d, p, m, a, b in rows)
+    (folder / "srcnn_x2_c1.md").write_text(
+        "# Model card\n\n## Held-out scores\n\n| data | protocol | metric | this model | bicubic |\n"
+        f"|---|---|---|---:|---:|\n{card}\n"
+    )
+    ship(folder, "espcn_x2_c1", PHOTO)  # +1 dB at ×2
+    ship(folder, "espcn_x3_c1", [("5 photos", "PSNR dB", 32.0, 30.0)])  # +2 dB at ×3
+    assert catalog.choose_model(2, 1).entry.name == "espcn_x2_c1"  # srcnn: +0.5 dB at ×2
+    three = catalog.choose_model(3, 1)
+    assert three.entry.name == "srcnn_x2_c1" and "PSNR +3.00 dB" in three.reason  # srcnn: +3 dB at ×3
+    out = sciSR.downscale(field(), scale=3)
+    assert out.attrs["scisr_model"] == "srcnn" and out.shape == (24, 30)
+
+
 def test_auto_falls_back_to_bicubic_with_a_warning(wdir: Path, caplog: pytest.LogCaptureFixture) -> None:
     covers = r"no shipped learned model covers ×3 with 1 channel\(s\)"
     with caplog.at_level(logging.INFO, logger="sciSR"), pytest.warns(UserWarning, match=covers):
