@@ -208,6 +208,7 @@ def test_any_scale_card_is_read_at_the_requested_scale(
     assert three.entry.name == "srcnn_x2_c1" and "PSNR +3.00 dB" in three.reason  # srcnn: +3 dB at ×3
     out = sciSR.downscale(field(), scale=3)
     assert out.attrs["scisr_model"] == "srcnn" and out.shape == (24, 30)
+    assert catalog.choose_model(5, 1).model == "bicubic"  # no ×5 row on the card: not a default there
 
 
 def test_auto_falls_back_to_bicubic_with_a_warning(wdir: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -246,6 +246,10 @@ class WeightEntry:
             rows = [r for r in marked if re.search(rf"{want}\b", f"{r.data} {r.protocol}")]
         return rows
 
+    def scored_at(self, scale: int) -> bool:
+        """Whether the card has held-out rows marked with ``×scale`` (cards of any-scale files)."""
+        return any(re.search(rf"×{int(scale)}\b", f"{r.data} {r.protocol}") for r in self.heldout)
+
     def heldout_gain(self, metric: str | None = None, scale: int | None = None) -> float | None:
         """Relative held-out gain over bicubic of the card's first row (of ``metric``, if given).
 
@@ -705,7 +709,8 @@ def choose_model(
     c. ``bicubic``, with a warning that no shipped learned model covers this scale and channel count.
 
     Weights whose card shows them no better than bicubic on that row are skipped (in (a) unless
-    the caller named the tag); weights without held-out scores come after all scored ones. Ties
+    the caller named the tag); weights without held-out scores come after all scored ones. A file
+    that serves every scale is considered at its own scale and at the scales its card scores. Ties
     go to files with the exact channel count, then the file for this very scale, then the smaller.
 
     Args:
@@ -722,7 +727,7 @@ def choose_model(
     Raises:
         ValueError: ``tag`` given but no model has weights with that tag for this scale/channels.
     """
-    entries = [e for e in discover(folder) if e.serves(scale)]
+    entries = [e for e in discover(folder) if e.serves(scale) and (e.scale == scale or e.scored_at(scale))]
 
     def domain_gain(e: WeightEntry) -> float | None:
         return e.heldout_gain(scale=scale)

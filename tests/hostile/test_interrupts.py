@@ -85,7 +85,7 @@ def test_signal_mid_write_keeps_previous_output(guard, sample, out_name, sig) ->
     out = guard.root / out_name
     sciSR.downscale(src, model="bicubic", scale=2, out=out)  # the previous output
     guard.watch(out)
-    proc = _start("downscale", str(src), "-o", str(out), "-s", "3")
+    proc = _start("downscale", str(src), "-o", str(out), "-m", "bicubic", "-s", "3")
     _wait_for_temp(proc, guard.root)
     rc, err = _signal_and_wait(proc, getattr(signal, sig))
     assert rc == EXIT_CODES[sig] == 128 + getattr(signal, sig)
@@ -97,7 +97,7 @@ def test_signal_mid_write_keeps_previous_output(guard, sample, out_name, sig) ->
 def test_sigterm_during_batch_removes_every_partial_output(guard) -> None:
     srcs = [guard.sample(NC, f"t{i}.nc") for i in range(3)]
     out = guard.root / "out"
-    proc = _start("batch", *map(str, srcs), "-o", str(out), "-s", "2")
+    proc = _start("batch", *map(str, srcs), "-o", str(out), "-m", "bicubic", "-s", "2")
     _wait_for_temp(proc, out)
     rc, err = _signal_and_wait(proc, signal.SIGTERM)
     assert rc == 143 and "interrupted (SIGTERM)" in err
@@ -115,7 +115,7 @@ def test_ctrl_c_inside_a_real_netcdf_write(guard) -> None:
     ).to_netcdf(guard.root / "big.nc")
     guard.watch(guard.root / "big.nc")
     big, out = guard.root / "big.nc", guard.root / "big_x4.nc"
-    proc = _start("downscale", str(big), "-o", str(out), "-s", "4", slow=None)
+    proc = _start("downscale", str(big), "-o", str(out), "-m", "bicubic", "-s", "4", slow=None)
     _wait_for_temp(proc, guard.root)
     rc, err = _signal_and_wait(proc, signal.SIGINT)
     assert rc == 130, err
@@ -263,6 +263,8 @@ def test_full_disk_is_one_line_naming_the_output(guard, out_name) -> None:
         str(src),
         "-o",
         str(guard.root / out_name),
+        "-m",
+        "bicubic",
         "-s",
         "2",
         slow=None,
