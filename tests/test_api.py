@@ -145,7 +145,7 @@ def test_clip_limits_output_to_the_input_range() -> None:
         ("not-an-array", {}, FileNotFoundError, "not-an-array"),
         (object(), {}, TypeError, "cannot downscale"),
         (np.zeros((4, 4)), {"model": "edsr", "scale": 5, "pretrained": False}, ValueError, "supports scales"),
-        (np.zeros((4, 4)), {"model": "rcan"}, ValueError, "no weights for 'rcan'"),
+        (np.zeros((4, 4)), {"model": "vdsr"}, ValueError, "no weights for 'vdsr'"),
         (np.zeros((4, 4)), {"norm": "gauss"}, ValueError, "unknown norm"),
         (np.zeros((4, 4)), {"precision": "fp8"}, ValueError, "unknown precision"),
         (np.zeros((4, 4)), {"tile": -3}, ValueError, "tile must be"),

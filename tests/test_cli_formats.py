@@ -39,8 +39,8 @@ def test_unknown_extension_and_same_output(tmp_path, capsys) -> None:
 
 def test_learned_model_without_weights_is_explained(tmp_path, capsys) -> None:
     out = tmp_path / "o.tif"
-    assert main(["downscale", str(sample_path("etopo5_alps.tif")), "-o", str(out), "-m", "rcan"]) == 1
+    assert main(["downscale", str(sample_path("etopo5_alps.tif")), "-o", str(out), "-m", "vdsr"]) == 1
     err = capsys.readouterr().err
-    assert "no weights for 'rcan'" in err
+    assert "no weights for 'vdsr'" in err
     assert "--weights PATH" in err and "--random-init" in err and "pretrained=False" not in err
     assert not out.exists()

@@ -38,7 +38,7 @@ def test_usage_errors_are_one_line_with_status_2(guard, capsys, args, words) -> 
         (["downscale", "{root}/missing.nc", "-o", "{root}/o.nc"], "no such file"),
         (["downscale", "{nc}", "-o", "{root}/o.xyz"], "unknown extension '.xyz'"),
         (["downscale", "{nc}", "-o", "{root}/o.nc", "-m", "bogus"], "unknown model 'bogus'"),
-        (["downscale", "{nc}", "-o", "{root}/o.nc", "-m", "rcan"], "--random-init"),
+        (["downscale", "{nc}", "-o", "{root}/o.nc", "-m", "vdsr"], "--random-init"),
         (["downscale", "{nc}", "-o", "{root}/o.nc", "-v", "nope"], "not in the dataset"),
         (["downscale", "{nc}", "-o", "{root}/o.nc", "--dtype", "bogus"], "unknown output dtype"),
         (["downscale", "{nc}", "-o", "{root}/o.nc", "-w", "{root}/none.pth"], "none.pth"),
