@@ -301,6 +301,11 @@ def _wants_debug(args: list[str]) -> bool:
     return "--debug" in args[:end]
 
 
+from .cli_train import register as _register_training  # noqa: E402
+
+_register_training(cli)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scisr`` console script (and of ``python -m sciSR``).
 

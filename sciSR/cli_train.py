@@ -23,7 +23,9 @@ TRAIN_OPTIONS: list[Callable[[Any], Any]] = [
     click.option("--patch", type=click.IntRange(min=1), help="HR patch side (multiple of the scale)."),
     click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."),
     click.option("--loss", help="l1, mse, charbonnier, perceptual, texture or a '+' combination."),
-    click.option("--vgg-weights", type=click.Path(path_type=Path), help="VGG19 weights for perceptual losses."),
+    click.option(
+        "--vgg-weights", type=click.Path(path_type=Path), help="VGG19 weights for perceptual losses."
+    ),
     click.option("--gan", type=click.Choice(["vanilla", "ragan"]), help="Adversarial training."),
     click.option("--ema", type=click.FloatRange(0, 1, max_open=True), help="EMA decay (0 = off)."),
     click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]), help="LR schedule."),
@@ -44,9 +46,9 @@ TRAIN_OPTIONS: list[Callable[[Any], Any]] = [
 def _options(f: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(TRAIN_OPTIONS):
         f = option(f)
-    return click.option(
-        "--debug", is_flag=True, expose_value=False, help="Show full tracebacks on errors."
-    )(f)
+    return click.option("--debug", is_flag=True, expose_value=False, help="Show full tracebacks on errors.")(
+        f
+    )
 
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def register(group: click.Group) -> None:
 
         src: Any = data[0] if len(data) == 1 else list(data)
         net = sciSR.train.train(model, src, **_common(kw))
-        _report(net, kw_out=None)
+        _report(net)
 
     @group.command("finetune")
     @click.argument("data", nargs=-1, required=True)
@@ -93,10 +95,10 @@ def register(group: click.Group) -> None:
 
         src: Any = data[0] if len(data) == 1 else list(data)
         net = sciSR.train.finetune(model, src, **_common(kw))
-        _report(net, kw_out=None)
+        _report(net)
 
 
-def _report(net: Any, kw_out: Path | None) -> None:
+def _report(net: Any) -> None:
     rec = getattr(net, "training_record", {}) or {}
     hist = rec.get("history") or []
     last = hist[-1] if hist else {}

@@ -7,11 +7,20 @@ Data (all reserved for evaluation by the project's data rules; never trained or 
   bicubic, ``scale`` pixels shaved, PSNR/SSIM with an 11×11 Gaussian window;
 * DEM: Debian ``r-cran-stars`` ``tif/olinda_dem_utm25s.tif``; LR by block mean; RMSE in metres;
 * precipitation: Stage IV hourly precipitation (``r-cran-stars`` ``nc/test_stageiv_xyt.nc``),
-  **hours 16–22 only** (hours 0–15 are the training part); LR by block mean; RMSE in mm/h.
+  **hours 16–22 only** (hours 0–15 are the training part); LR by block mean; RMSE in mm/h;
+* temperature (``--ncarg``): EURO-CORDEX 0.11° ``tas`` (``libncarg-data`` nug/tas_rotated_grid_EUR11.nc);
+  LR by block mean; RMSE in K;
+* MRI (``--mricron``, ×2 models): Colin27 T1 (``mricron-data`` templates/ch2.nii.gz), every 4th axial
+  slice containing brain; LR by k-space truncation of each slice; PSNR inside the brain mask of
+  ``ch2bet.nii.gz`` (data range = the volume's range).
+
+Photos are also scored with the standard SR benchmark protocol (``photos_y_matlab``: LR by MATLAB
+``imresize`` bicubic, bicubic baseline by MATLAB ``imresize``).
 
 Usage:
     python recipes/pretrain/evaluate_heldout.py --model espcn --scale 4 \
-        --libjxl DIR_OF_libjxl-testdata --stars DIR_OF_r-cran-stars [--weights FILE] [--json OUT]
+        --libjxl DIR_OF_libjxl-testdata --stars DIR_OF_r-cran-stars [--ncarg DIR] [--mricron DIR] \
+        [--weights FILE] [--json OUT]
 (DIRs are the extracted package roots, e.g. ``dpkg-deb -x libjxl-testdata_*.deb DIR``.)
 """
 
@@ -39,6 +48,9 @@ PHOTOS = (
 DEM = "usr/lib/R/site-library/stars/tif/olinda_dem_utm25s.tif"
 PRECIP = "usr/lib/R/site-library/stars/nc/test_stageiv_xyt.nc"
 PRECIP_HOURS = range(16, 23)
+EUR11 = "usr/share/ncarg/data/nug/tas_rotated_grid_EUR11.nc"
+CH2 = "usr/share/mricron/templates/ch2.nii.gz"
+CH2_BRAIN = "usr/share/mricron/templates/ch2bet.nii.gz"
 
 
 def crop(a: np.ndarray, s: int) -> np.ndarray:
@@ -46,13 +58,27 @@ def crop(a: np.ndarray, s: int) -> np.ndarray:
 
 
 def photo_scores(
-    model: str, weights: str | None, scale: int, root: Path, precision: str = "fp32"
+    model: str,
+    weights: str | None,
+    scale: int,
+    root: Path,
+    precision: str = "fp32",
+    protocol: str = "bicubic",
 ) -> dict[str, float]:
+    """Y-channel PSNR/SSIM on the reserved photos; ``protocol`` = the LR maker ("bicubic" or "matlab")."""
+    from sciSR.resize import imresize_matlab
+
     ps, ss, pb, sb = [], [], [], []
     for rel in PHOTOS:
         hr = crop(load_luma(root / rel), scale)
-        lr = degrade(torch.from_numpy(hr)[None, None], scale, "bicubic")[0, 0].numpy()
+        lr = degrade(torch.from_numpy(hr)[None, None], scale, protocol)[0, 0].numpy()
         for name, p_list, s_list in ((model, ps, ss), ("bicubic", pb, sb)):
+            if name == "bicubic" and protocol == "matlab":
+                sr = imresize_matlab(torch.from_numpy(lr)[None, None], scale=float(scale))[0, 0].numpy()
+                a, b = metrics.shave(sr, scale), metrics.shave(hr, scale)
+                p_list.append(metrics.psnr(a, b, data_range=1.0))
+                s_list.append(metrics.ssim(a, b, data_range=1.0))
+                continue
             sr = sciSR.downscale(
                 lr,
                 model=name,
@@ -90,6 +116,33 @@ def field_scores(
     return {"rmse": float(np.mean(rm)), "rmse_bicubic": float(np.mean(rb)), "n": len(fields)}
 
 
+def mri_scores(model: str, weights: str | None, scale: int, root: Path, precision: str = "fp32") -> dict:
+    """PSNR inside the brain mask of k-space-truncated Colin27 slices (whole-volume normalization)."""
+    import nibabel as nib
+
+    vol = np.asarray(nib.load(root / CH2).dataobj, dtype=np.float64)
+    brain = np.asarray(nib.load(root / CH2_BRAIN).dataobj) > 0
+    keep = [k for k in range(0, vol.shape[2], 4) if brain[:, :, k].mean() > 0.05]
+    hr = np.stack([crop(vol[:, :, k], scale) for k in keep])
+    mask = np.stack([crop(brain[:, :, k], scale) for k in keep])
+    lr = degrade(torch.from_numpy(hr)[:, None], scale, "kspace")[:, 0].numpy()
+    rng = float(vol.max() - vol.min())
+    out = {}
+    for name in (model, "bicubic"):
+        sr = sciSR.downscale(
+            lr,
+            model=name,
+            scale=scale,
+            weights=weights if name == model else None,
+            precision=precision,
+            progress=False,
+        )
+        err = (np.asarray(sr, dtype=np.float64) - hr)[mask]
+        out["psnr" if name == model else "psnr_bicubic"] = float(10 * np.log10(rng**2 / np.mean(err**2)))
+    out["n"] = len(keep)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True)
@@ -97,6 +150,8 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--libjxl", type=Path, required=True)
     ap.add_argument("--stars", type=Path, required=True)
+    ap.add_argument("--ncarg", type=Path, help="extracted libncarg-data (temperature rows)")
+    ap.add_argument("--mricron", type=Path, help="extracted mricron-data (MRI rows, ×2 models)")
     ap.add_argument("--json", type=Path)
     ap.add_argument(
         "--precision", default="fp32", help="fp32 (the cards' figures), auto (this machine's default) or bf16"
@@ -111,16 +166,25 @@ def main() -> None:
         "scale": args.scale,
         "precision": args.precision,
         "photos_y": photo_scores(args.model, args.weights, args.scale, args.libjxl, args.precision),
+        "photos_y_matlab": photo_scores(
+            args.model, args.weights, args.scale, args.libjxl, args.precision, protocol="matlab"
+        ),
     }
     with rasterio.open(args.stars / DEM) as f:
-        res["dem_olinda_m"] = field_scores(
-            [f.read(1)], args.model, args.weights, args.scale, args.precision
-        )
+        res["dem_olinda_m"] = field_scores([f.read(1)], args.model, args.weights, args.scale, args.precision)
     with xr.open_dataset(args.stars / PRECIP) as ds:
         pr = ds["Total_precipitation_surface_1_Hour_Accumulation"].values
     res["stageiv_h16_22_mm_per_h"] = field_scores(
         [pr[h] for h in PRECIP_HOURS], args.model, args.weights, args.scale, args.precision
     )
+    if args.ncarg:
+        with xr.open_dataset(args.ncarg / EUR11) as ds:
+            tas = ds["tas"].values.reshape(-1, *ds["tas"].shape[-2:])
+        res["tas_eur11_K"] = field_scores(list(tas), args.model, args.weights, args.scale, args.precision)
+    if args.mricron and args.scale == 2:
+        res["mri_colin27_brain"] = mri_scores(
+            args.model, args.weights, args.scale, args.mricron, args.precision
+        )
     print(json.dumps(res, indent=2))
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
@@ -128,3 +192,78 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def card_rows(res: dict) -> list[tuple[str, str, str, float, float, int]]:
+    """Model-card rows ``(data, protocol, metric, model, bicubic, decimals)`` of a :func:`main` result.
+
+    The card writer (``model_card.py``) and the test that recomputes cards both use this, so a card
+    row and its recomputation always mean the same thing.
+    """
+    s = res["scale"]
+    rows: list[tuple[str, str, str, float, float, int]] = []
+    ph = res["photos_y"]
+    photos = f"{ph['n']} photos, Debian libjxl-testdata"
+    rows.append(
+        (
+            photos,
+            f"Y channel, antialiased bicubic LR, {s} px shaved",
+            "PSNR dB",
+            ph["psnr"],
+            ph["psnr_bicubic"],
+            2,
+        )
+    )
+    rows.append(("same", "same", "SSIM", ph["ssim"], ph["ssim_bicubic"], 4))
+    if "photos_y_matlab" in res:
+        pm = res["photos_y_matlab"]
+        proto = f"Y channel, MATLAB bicubic LR and baseline, {s} px shaved"
+        rows.append(("same", proto, "PSNR dB", pm["psnr"], pm["psnr_bicubic"], 2))
+        rows.append(("same", "same", "SSIM", pm["ssim"], pm["ssim_bicubic"], 4))
+    dem = res["dem_olinda_m"]
+    rows.append(
+        (
+            "Olinda DEM (r-cran-stars, UTM 25S, 90 m)",
+            "block-mean LR",
+            "RMSE m",
+            dem["rmse"],
+            dem["rmse_bicubic"],
+            3,
+        )
+    )
+    pr = res["stageiv_h16_22_mm_per_h"]
+    rows.append(
+        (
+            f"Stage IV precipitation, hours 16–22 ({pr['n']} fields)",
+            "block-mean LR",
+            "RMSE mm/h",
+            pr["rmse"],
+            pr["rmse_bicubic"],
+            3,
+        )
+    )
+    if "tas_eur11_K" in res:
+        t = res["tas_eur11_K"]
+        rows.append(
+            (
+                "EURO-CORDEX EUR-11 tas (libncarg-data)",
+                "block-mean LR",
+                "RMSE K",
+                t["rmse"],
+                t["rmse_bicubic"],
+                4,
+            )
+        )
+    if "mri_colin27_brain" in res:
+        m = res["mri_colin27_brain"]
+        rows.append(
+            (
+                f"Colin27 T1, {m['n']} axial slices (mricron-data)",
+                "k-space truncation LR, brain mask",
+                "PSNR dB",
+                m["psnr"],
+                m["psnr_bicubic"],
+                2,
+            )
+        )
+    return rows

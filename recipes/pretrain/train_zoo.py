@@ -16,6 +16,9 @@ The shipped RCAN uses a reduced configuration (:data:`RCAN_SHIPPED`): a few GPU 
 train the full 15.6 M-parameter RCAN, and the reduced one keeps the repository small. Pass
 ``--rcan full`` to train the paper's configuration with a larger budget.
 
+A quick dry run of every code path on a CPU: ``SCISR_ZOO_MAX_PHOTOS=1 SCISR_ZOO_OVERRIDE='{"batch_size": 2}'``
+with ``--budget 5 --finetune-budget 5 --probe 2``.
+
 Usage (pack first with recipes/pretrain/pack_pool.py):
     python recipes/pretrain/train_zoo.py --pack .pack --out runs/zoo --budget 300 --finetune-budget 150
     python recipes/pretrain/train_zoo.py --pack .pack --out runs/zoo --job rcan_x4 --budget 20   # one job
@@ -51,7 +54,7 @@ def _photos(pack: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
     from sciSR.train.data import load_luma
 
     d = np.load(pack / "fields.npz")
-    paths = sorted((pack / "photos").glob("*.jpg"))
+    paths = sorted((pack / "photos").glob("*.jpg"))[: int(os.environ.get("SCISR_ZOO_MAX_PHOTOS", "100000"))]
     train = [load_luma(p, 1280) for p in paths]
     names = [p.name for p in paths]
     for k in sorted(d.files):
@@ -162,32 +165,29 @@ def jobs(rcan_cfg: dict[str, Any]) -> dict[str, Job]:
     return {j.name: j for j in plan}
 
 
-def _steps_for_budget(job: Job, model: Any, train: list[np.ndarray], budget: float, device: str) -> int:
+def _steps_for_budget(
+    job: Job, model: Any, train: list[np.ndarray], budget: float, device: str, probe: int = 30
+) -> int:
     """Time a few steps (after a warm-up) to choose a step count that fits ``budget`` seconds."""
     import copy
 
     from sciSR.train import TrainConfig, fit
 
-    probe = copy.deepcopy(model)
-    cfg = TrainConfig(
-        **{**job.config, "steps": 12, "log_every": 1000, "ema": 0.0, "warmup": 0, "device": device}
-    )
+    net = copy.deepcopy(model)
+    base = {**job.config, "log_every": 1000, "ema": 0.0, "warmup": 0, "device": device}
     t0 = time.perf_counter()
-    fit(probe, train, cfg)
+    fit(net, train, TrainConfig(**{**base, "steps": max(probe // 3, 1)}))
     warm = time.perf_counter() - t0
-    cfg = TrainConfig(
-        **{**job.config, "steps": 30, "log_every": 1000, "ema": 0.0, "warmup": 0, "device": device}
-    )
     t0 = time.perf_counter()
-    fit(probe, train, cfg)
-    per_step = (time.perf_counter() - t0) / 30
-    spent = warm + 30 * per_step
+    fit(net, train, TrainConfig(**{**base, "steps": probe}))
+    per_step = (time.perf_counter() - t0) / probe
+    spent = warm + probe * per_step
     steps = int(max(budget - spent - 15.0, 10.0) / per_step * 0.9)
     print(f"[{job.name}] {per_step * 1e3:.1f} ms/step -> {steps} steps", flush=True)
     return max(steps, 20)
 
 
-def run_job(job: Job, pack: Path, out: Path, budget: float, device: str) -> dict[str, Any]:
+def run_job(job: Job, pack: Path, out: Path, budget: float, device: str, probe: int = 30) -> dict[str, Any]:
     """Train one job and write ``out/<name>.safetensors`` and ``out/<name>.json``."""
     import torch
 
@@ -205,7 +205,8 @@ def run_job(job: Job, pack: Path, out: Path, budget: float, device: str) -> dict
     )
     if job.parent:
         load_weights_into(model, out / f"{job.parent}.safetensors")
-    steps = _steps_for_budget(job, model, train, budget - (time.perf_counter() - t_start), device)
+    job.config.update(json.loads(os.environ.get("SCISR_ZOO_OVERRIDE", "{}")))  # dry runs: {"batch_size": 2}
+    steps = _steps_for_budget(job, model, train, budget - (time.perf_counter() - t_start), device, probe)
     cfg = TrainConfig(**{**job.config, "steps": steps, "log_every": max(steps // 10, 1), "device": device})
     meta = {
         "scisr_norm": "minmax",
@@ -243,6 +244,7 @@ def main() -> None:
     ap.add_argument("--job", default=None, help="run one job in this process")
     ap.add_argument("--only", default=None, help="comma-separated jobs to run (default: all)")
     ap.add_argument("--rcan", choices=("shipped", "full"), default="shipped")
+    ap.add_argument("--probe", type=int, default=30, help="timed steps that set each job's step count")
     args = ap.parse_args()
     plan = jobs(RCAN_SHIPPED if args.rcan == "shipped" else RCAN_FULL)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +255,8 @@ def main() -> None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.job:
         job = plan[args.job]
-        run_job(job, args.pack, args.out, args.finetune_budget if job.parent else args.budget, device)
+        budget = args.finetune_budget if job.parent else args.budget
+        run_job(job, args.pack, args.out, budget, device, args.probe)
         return
     chosen = [plan[n] for n in (args.only.split(",") if args.only else plan)]
     parallel = device.startswith("cuda")

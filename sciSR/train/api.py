@@ -9,6 +9,7 @@ data scaled exactly as in training, and the weight file written to ``out`` recor
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def _config(scale: int, overrides: dict[str, Any], **defaults: Any) -> TrainConf
     return cfg
 
 
-def _build(model: str | nn.Module, scale: int, channels: int, pretrained: Any, **kw: Any) -> nn.Module:
+def _build(model: str | nn.Module, scale: int, n_in: int, pretrained: Any, **kw: Any) -> nn.Module:
     if isinstance(model, nn.Module):
         got = getattr(model, "scale", None)
         if got is not None and int(got) != scale:
@@ -45,7 +46,7 @@ def _build(model: str | nn.Module, scale: int, channels: int, pretrained: Any, *
         return model
     from ..models.registry import create_model
 
-    return create_model(model, scale=scale, in_channels=channels, pretrained=pretrained, **kw)
+    return create_model(model, scale=scale, in_channels=n_in, pretrained=pretrained, **kw)
 
 
 def _is_dictionary_model(model: nn.Module) -> bool:
@@ -76,9 +77,7 @@ def _run(
     from .datasets import TrainingData, load_training_data
 
     if out is not None:
-        from ..io.capability import check_writable
-
-        check_writable(Path(out))
+        _check_out(Path(out))
     td = (
         data
         if isinstance(data, TrainingData)
@@ -106,8 +105,7 @@ def _run(
         record = fit_dictionary(net, td.train, scale=scale, degradation=cfg.degradation, seed=cfg.seed)
         if out is not None:
             save_weights(net, out, {**meta, "training": record})
-        net.scisr_metadata = {k: str(v) for k, v in meta.items()}
-        net.training_record = record
+        _attach(net, meta, record)
         return net
     record = fit(
         net,
@@ -122,8 +120,7 @@ def _run(
         progress=progress,
     )
     final: nn.Module = record.pop("model")
-    final.scisr_metadata = {k: str(v) for k, v in meta.items()}
-    final.training_record = record
+    _attach(final, meta, record)
     last = record["history"][-1] if record["history"] else {}
     if "psnr" in last:
         log.info(
@@ -133,6 +130,29 @@ def _run(
             last["psnr_bicubic"],
         )
     return final
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output path that cannot take a weight file, before any data is read."""
+    import os
+
+    if out.suffix != ".safetensors":
+        raise ValueError(f"out={str(out)!r}: weights are written as safetensors; use a .safetensors name")
+    if out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a directory; name a .safetensors file inside it")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"the folder of out={str(out)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"cannot write into {parent} (permission denied); choose another out= folder")
+
+
+def _attach(net: nn.Module, meta: dict[str, Any], record: dict[str, Any]) -> None:
+    """Give the trained network its normalization metadata (read by ``downscale``) and its record."""
+    text = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in meta.items()}
+    net.scisr_metadata = text
+    net._weights_metadata = text  # what Pipeline.build reads for norm="auto", as for a loaded file
+    net.training_record = record
 
 
 def train(

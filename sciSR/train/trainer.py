@@ -253,11 +253,13 @@ def evaluate(
         im = _centre_crop(im, crop or max(im.shape[-2:]), scale)
         hr = torch.from_numpy(im).float()
         hr = hr[None, None] if hr.ndim == 2 else hr[None]
-        lr = degrade(hr, scale, degradation, **(degrade_options or {}))
+        opts = dict(degrade_options or {})
+        if opts.get("noise"):
+            opts["generator"] = torch.Generator().manual_seed(len(scores["psnr"]))  # same noise each check
+        lr = degrade(hr, scale, degradation, **opts)
         sr = model(lr.to(dev)).float().cpu()[0].numpy()
-        bic = nn.functional.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)[
-            0
-        ].numpy()
+        size = tuple(hr.shape[-2:])
+        bic = nn.functional.interpolate(lr, size=size, mode="bicubic", align_corners=False)[0].numpy()
         ref = hr[0].numpy()
         b = scale
         for c in range(ref.shape[0]):
@@ -459,6 +461,7 @@ def fit(
         lr=config.d_lr or config.lr,
         degradation=config.degradation,
     )
+    objective.check_patch(config.batch_size, config.patch, config.patch)
     sampler_device = device if device.type == "cuda" else None
     sampler = PatchSampler(
         images,
