@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import threading
 import warnings
@@ -31,8 +30,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .base import SRModel
     from .weights_io import CardScore
-
-LOG = logging.getLogger("sciSR")
 
 #: Folder of the shipped weight files (tests point it at a temporary folder).
 WEIGHTS_DIR = Path(__file__).with_name("weights")
@@ -270,10 +267,6 @@ class WeightEntry:
         rows = self._rows("PSNR", scale)
         photos = [r for r in rows if "photo" in r.data.lower()] or rows
         return photos[0].model - photos[0].baseline if photos else None
-
-    def label(self) -> str:
-        """``"rcan ×4 c1 'dem'"``."""
-        return f"{self.model} ×{self.scale} c{self.channels}" + (f" '{self.tag}'" if self.tag else "")
 
 
 def _entry(path: Path) -> WeightEntry | None:
