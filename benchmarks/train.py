@@ -28,7 +28,7 @@ MODELS: dict[str, tuple[str, dict]] = {
     "espcn": ("espcn", {}),
     "edsr_baseline": ("edsr_baseline", {}),
     "rcan (shipped config)": ("rcan", {"n_resgroups": 4, "n_resblocks": 6, "n_feats": 48}),
-    "rcan (half depth)": ("rcan", {"n_resgroups": 5, "n_resblocks": 20}),
+    "rcan (half depth, 64 features)": ("rcan", {"n_resgroups": 5, "n_resblocks": 20}),
 }
 
 
@@ -44,7 +44,6 @@ def patches_per_s(name: str, kwargs: dict, precision: str, args: argparse.Namesp
         log_every=args.warmup,
         precision=precision,
         channels_last=None if precision == "auto" else False,
-        workers=0,
         lr=1e-4,
     )
     rec = fit(model, [img], cfg, progress=False)

@@ -28,8 +28,6 @@ from sciSR.models.registry import get_entry
 from .test_catalog import PHOTO, ship
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Models whose shipped weights are still being trained: a missing file skips instead of failing.
-PENDING = {"rcan", "edsr_baseline", "carn_m"}
 
 DOMAIN_ROW = {
     "dem": ("DEM, test", "RMSE m", 4.0, 5.0),
@@ -183,6 +181,23 @@ def test_auto_ranks_natural_weights_by_held_out_gain(tmp_path: Path, monkeypatch
     ship(folder, "srcnn_x2_c1", [("5 photos", "PSNR dB", 29.0, 30.0)])  # now worse than bicubic: skipped
     assert catalog.choose_model(2, 1).entry.name == "espcn_x2_c1"
     assert catalog.choose_model(2, 1, tag="realesrgan").entry.name == "espcn_x2_c1_realesrgan"
+
+
+def test_auto_ranks_natural_weights_by_the_domain_row_when_data_has_a_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Temperature data without temperature weights: natural weights scored on the reserved temperature
+    grid beat bicubic there come first, even when another file gains more on photos."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    monkeypatch.setattr(catalog, "WEIGHTS_DIR", folder)
+    ship(folder, "srcnn_x2_c1", [("5 photos", "PSNR dB", 34.0, 30.0)])  # +4 dB photos, no field row
+    ship(folder, "espcn_x2_c1", [PHOTO[0], ("EURO-CORDEX EUR-11 tas", "RMSE K", 0.38, 0.43)])
+    choice = catalog.choose_model(2, 1, domain="temperature")
+    assert choice.entry.name == "espcn_x2_c1" and "EURO-CORDEX score 11.6% better" in choice.reason
+    assert catalog.choose_model(2, 1).entry.name == "srcnn_x2_c1"  # no kind: photos decide
+    ship(folder, "espcn_x2_c1", [PHOTO[0], ("EURO-CORDEX EUR-11 tas", "RMSE K", 0.50, 0.43)])  # loses there
+    assert catalog.choose_model(2, 1, domain="temperature").entry.name == "srcnn_x2_c1"
 
 
 def test_any_scale_card_is_read_at_the_requested_scale(
@@ -401,11 +416,5 @@ def test_doc_scanner_finds_the_examples() -> None:
 
 
 def test_every_model_named_in_the_docs_has_shipped_weights() -> None:
-    lacking = {k: v for k, v in _lacking(doc_model_uses()).items() if k not in PENDING}
+    lacking = _lacking(doc_model_uses())
     assert not lacking, f"README/docs examples use models without shipped weights: {lacking}"
-
-
-def test_pending_models_named_in_the_docs_have_shipped_weights() -> None:
-    lacking = {k: v for k, v in _lacking(doc_model_uses()).items() if k in PENDING}
-    if lacking:
-        pytest.skip(f"shipped weights still pending for: {lacking}")

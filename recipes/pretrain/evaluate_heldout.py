@@ -194,76 +194,43 @@ if __name__ == "__main__":
     main()
 
 
-def card_rows(res: dict) -> list[tuple[str, str, str, float, float, int]]:
+#: Model-card rows: ``(result key, data, protocol, score, metric, decimals)``; ``{n}`` is the number of
+#: fields or photos, ``{s}`` the scale.
+CARD_ROWS: tuple[tuple[str, str, str, str, str, int], ...] = (
+    ("photos_y", "{n} photos, Debian libjxl-testdata", "Y channel, antialiased bicubic LR, {s} px shaved",
+     "psnr", "PSNR dB", 2),
+    ("photos_y", "{n} photos, Debian libjxl-testdata", "Y channel, antialiased bicubic LR, {s} px shaved",
+     "ssim", "SSIM", 4),
+    ("photos_y_matlab", "{n} photos, Debian libjxl-testdata",
+     "Y channel, MATLAB bicubic LR and baseline, {s} px shaved", "psnr", "PSNR dB", 2),
+    ("photos_y_matlab", "{n} photos, Debian libjxl-testdata",
+     "Y channel, MATLAB bicubic LR and baseline, {s} px shaved", "ssim", "SSIM", 4),
+    ("dem_olinda_m", "Olinda DEM (r-cran-stars, UTM 25S, 90 m)", "block-mean LR", "rmse", "RMSE m", 3),
+    ("stageiv_h16_22_mm_per_h", "Stage IV precipitation, hours 16–22 ({n} fields)", "block-mean LR", "rmse",
+     "RMSE mm/h", 3),
+    ("tas_eur11_K", "EURO-CORDEX EUR-11 tas (libncarg-data)", "block-mean LR", "rmse", "RMSE K", 4),
+    ("mri_colin27_brain", "Colin27 T1, {n} axial slices (mricron-data)", "k-space truncation LR, brain mask",
+     "psnr", "PSNR dB", 2),
+)
+
+
+def card_rows(res: dict, first: str | None = None) -> list[tuple[str, str, str, float, float, int]]:
     """Model-card rows ``(data, protocol, metric, model, bicubic, decimals)`` of a :func:`main` result.
 
     The card writer (``model_card.py``) and the test that recomputes cards both use this, so a card
-    row and its recomputation always mean the same thing.
+    row and its recomputation always mean the same thing. Rows of the result key ``first`` come
+    first (a domain card leads with its domain's score); parts missing from ``res`` are left out.
     """
-    s = res["scale"]
-    rows: list[tuple[str, str, str, float, float, int]] = []
-    ph = res["photos_y"]
-    photos = f"{ph['n']} photos, Debian libjxl-testdata"
-    rows.append(
-        (
-            photos,
-            f"Y channel, antialiased bicubic LR, {s} px shaved",
-            "PSNR dB",
-            ph["psnr"],
-            ph["psnr_bicubic"],
-            2,
-        )
-    )
-    rows.append(("same", "same", "SSIM", ph["ssim"], ph["ssim_bicubic"], 4))
-    if "photos_y_matlab" in res:
-        pm = res["photos_y_matlab"]
-        proto = f"Y channel, MATLAB bicubic LR and baseline, {s} px shaved"
-        rows.append(("same", proto, "PSNR dB", pm["psnr"], pm["psnr_bicubic"], 2))
-        rows.append(("same", "same", "SSIM", pm["ssim"], pm["ssim_bicubic"], 4))
-    dem = res["dem_olinda_m"]
-    rows.append(
-        (
-            "Olinda DEM (r-cran-stars, UTM 25S, 90 m)",
-            "block-mean LR",
-            "RMSE m",
-            dem["rmse"],
-            dem["rmse_bicubic"],
-            3,
-        )
-    )
-    pr = res["stageiv_h16_22_mm_per_h"]
-    rows.append(
-        (
-            f"Stage IV precipitation, hours 16–22 ({pr['n']} fields)",
-            "block-mean LR",
-            "RMSE mm/h",
-            pr["rmse"],
-            pr["rmse_bicubic"],
-            3,
-        )
-    )
-    if "tas_eur11_K" in res:
-        t = res["tas_eur11_K"]
-        rows.append(
-            (
-                "EURO-CORDEX EUR-11 tas (libncarg-data)",
-                "block-mean LR",
-                "RMSE K",
-                t["rmse"],
-                t["rmse_bicubic"],
-                4,
-            )
-        )
-    if "mri_colin27_brain" in res:
-        m = res["mri_colin27_brain"]
-        rows.append(
-            (
-                f"Colin27 T1, {m['n']} axial slices (mricron-data)",
-                "k-space truncation LR, brain mask",
-                "PSNR dB",
-                m["psnr"],
-                m["psnr_bicubic"],
-                2,
-            )
-        )
+    keys = [k for k in dict.fromkeys(r[0] for r in CARD_ROWS)]
+    if first is not None:
+        keys = [first, *[k for k in keys if k != first]]
+    rows = []
+    for key in keys:
+        part = res.get(key)
+        for k, data, protocol, score, metric, dec in CARD_ROWS:
+            if k != key or part is None:
+                continue
+            fmt = {"n": part.get("n", ""), "s": res["scale"]}
+            rows.append((data.format(**fmt), protocol.format(**fmt), metric, part[score],
+                         part[f"{score}_bicubic"], dec))
     return rows

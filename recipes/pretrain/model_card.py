@@ -7,7 +7,7 @@ the safetensors metadata that :func:`sciSR.train.fit` wrote; the held-out rows c
 validation figure (skimage ``camera`` and ``astronaut``) is recomputed here on the CPU in fp32.
 
 Usage:
-    python recipes/pretrain/model_card.py WEIGHTS.safetensors HELDOUT.json [--device "one H200 GPU"] > WEIGHTS.md
+    python recipes/pretrain/model_card.py WEIGHTS.safetensors HELDOUT.json [--device TEXT] > WEIGHTS.md
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import evaluate_heldout  # noqa: E402
+import evaluate_heldout
 
-from sciSR.models.weights_io import read_state_dict  # noqa: E402
+from sciSR.models.weights_io import read_state_dict
 
 #: What each tag's weights were fine-tuned on, and their limits.
 DOMAINS = {
@@ -61,6 +61,15 @@ DOMAINS = {
 }
 
 
+#: The held-out result a tagged card leads with (the catalogue ranks domain weights by the first row).
+FIRST_ROW = {
+    "dem": "dem_olinda_m",
+    "precip": "stageiv_h16_22_mm_per_h",
+    "temperature": "tas_eur11_K",
+    "mri": "mri_colin27_brain",
+}
+
+
 def _validation_line(weights: Path, meta: dict, spec: dict, rec: dict) -> str:
     """The training-validation figure, recomputed on the CPU for photo weights."""
     if meta.get("scisr_tag"):
@@ -83,7 +92,7 @@ def _validation_line(weights: Path, meta: dict, spec: dict, rec: dict) -> str:
     got = evaluate(model, images, spec["scale"], "bicubic", crop=crop)
     return (
         "* **Validation during training** (held out of training, training pool; centre crops of "
-        f"{crop} px, recomputed on the CPU in fp32): skimage.astronaut, skimage.camera — final PSNR "
+        f"{crop} px, recomputed on the CPU in fp32): skimage.camera, skimage.astronaut — final PSNR "
         f"{got['psnr']:.2f} dB vs bicubic {got['psnr_bicubic']:.2f} dB."
     )
 
@@ -111,7 +120,11 @@ def card(weights: Path, heldout: dict, device: str) -> str:
         "",
         f"* **Architecture**: `{spec['name']}` ({spec['paper']}), ×{spec['scale']}, "
         f"{spec['in_channels']} channel, {config}, {params:,} parameters, "
-        f"receptive field {spec['receptive_field']} LR px.",
+        + (
+            f"receptive field {spec['receptive_field']} LR px."
+            if spec.get("receptive_field") is not None
+            else "unbounded receptive field (channel attention pools the whole input; tiles are blended)."
+        ),
         f"* **Tag**: `{tag}` (`weights=\"{tag}\"`)" if tag else "* **Tag**: none (natural-photo weights)",
         f"* **Produced by**: `{meta.get('scisr_recipe', 'recipes/pretrain/train_zoo.py')}` (sciSR's own "
         f"recipe), {start}: {cfg['steps']:,} Adam steps, batch {cfg['batch_size']}, HR patches "
@@ -122,8 +135,8 @@ def card(weights: Path, heldout: dict, device: str) -> str:
         _validation_line(weights, meta, spec, rec),
         '* **Inputs**: `norm="auto"` min-max normalizes each input (recorded in the metadata as '
         "`scisr_norm=minmax`, no fixed statistics).",
-        "* **Licence**: weights produced by the sciSR project from the training pool; distributed under "
-        "the project's licence.",
+        "* **Licence**: BSD-3-Clause (the sciSR package licence; the training data and their licences are "
+        "listed in `recipes/pretrain/pack_pool.py`).",
         f"* **sha256**: `{sha}`",
         "",
         "## Held-out scores (reserved evaluation data, never trained or tuned on)",
@@ -134,7 +147,8 @@ def card(weights: Path, heldout: dict, device: str) -> str:
         "| data | protocol | metric | this model | bicubic |",
         "|---|---|---|---:|---:|",
     ]
-    for data, protocol, metric, model, base, dec in evaluate_heldout.card_rows(heldout):
+    first = FIRST_ROW.get(tag) if tag else None
+    for data, protocol, metric, model, base, dec in evaluate_heldout.card_rows(heldout, first):
         lines.append(f"| {data} | {protocol} | {metric} | {model:.{dec}f} | {base:.{dec}f} |")
     lines += ["", "## Limits", "", f"* {limits}"]
     return "\n".join(lines) + "\n"

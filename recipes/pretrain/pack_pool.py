@@ -3,12 +3,16 @@
 Everything here is training-pool data from ../shared/DATA.md (never reserved evaluation data):
 
 * ``photos/``: the Debian wallpaper photos (JPEG, copied as they are) gathered by
-  ``tools/fetch-training-pool.sh``;
-* ``photo_*``: luma of the scikit-image training photos (validation: ``camera``, ``astronaut``);
-* ``dem_*``: ETOPO5 cut into 240×240 tiles with relief (std > 30 m), plus matplotlib's Jacksboro DEM;
-* ``precip``: Stage IV hourly precipitation, hours 0–15 only (16–22 are reserved for evaluation);
-* ``temp_*``: CMIP5 ``tas`` (12 months) and iris A1B/E1 North America air temperature (every 6th
-  year);
+  ``tools/fetch-training-pool.sh`` (mate-backgrounds GPL-2+, plasma-workspace-wallpapers LGPL-3,
+  lomiri-wallpapers CC-BY-SA-3.0);
+* ``photo_*``: luma of the scikit-image training photos (CC0/public domain; validation: ``camera``,
+  ``astronaut``);
+* ``dem_*``: ETOPO5 (NOAA, public domain) cut into 240×240 tiles with relief (std > 30 m), plus
+  matplotlib's Jacksboro DEM;
+* ``precip``: Stage IV hourly precipitation (r-cran-stars, Apache-2.0), hours 0–15 only (16–22 are
+  reserved for evaluation);
+* ``temp_*``: CMIP5 ``tas`` (libncarg-data, UCAR BSD; 12 months) and iris A1B/E1 North America air
+  temperature (iris-sample-data, UK OGL; every 6th year);
 * ``mri``: every second axial slice (20–170) of the MNI152 T1 1 mm template from nilearn's wheel.
 
 Fields are stored in physical units; each training script normalizes them.

@@ -261,12 +261,33 @@ class WeightEntry:
         base = abs(r.baseline) or 1.0
         return (r.model - r.baseline) / base if r.higher_is_better else (r.baseline - r.model) / base
 
+    def domain_gain(self, domain: str, scale: int | None = None) -> float | None:
+        """Relative held-out gain over bicubic on the card's row for ``domain``'s reserved data
+        (:data:`DOMAIN_ROWS`), ``None`` when the card has no such row."""
+        prefix = DOMAIN_ROWS.get(domain)
+        rows = [r for r in self._rows(None, scale) if prefix and r.data.startswith(prefix)]
+        if not rows:
+            return None
+        r = rows[0]
+        base = abs(r.baseline) or 1.0
+        return (r.model - r.baseline) / base if r.higher_is_better else (r.baseline - r.model) / base
+
     def photo_psnr_gain(self, scale: int | None = None) -> float | None:
         """Held-out PSNR gain over bicubic in dB on photos (the card's first photo PSNR row; for a
         card with rows per scale, the first one of ``scale``, default the file's own)."""
         rows = self._rows("PSNR", scale)
         photos = [r for r in rows if "photo" in r.data.lower()] or rows
         return photos[0].model - photos[0].baseline if photos else None
+
+
+#: The held-out card row (data label prefix, from ``recipes/pretrain/evaluate_heldout.py``) that scores
+#: weights on each kind of data.
+DOMAIN_ROWS = {
+    "dem": "Olinda DEM",
+    "precip": "Stage IV",
+    "temperature": "EURO-CORDEX",
+    "mri": "Colin27",
+}
 
 
 def _entry(path: Path) -> WeightEntry | None:
@@ -697,8 +718,10 @@ def choose_model(
        ``"mri"``, ``"precip"``, ``"temperature"``, ``"dem"``) that serve this scale and channel
        count; among several, the largest relative held-out gain over bicubic (first row of the card);
     b. natural-photo (untagged) weights for this scale and channel count (RGB files collapse to
-       any channel count) with the largest held-out PSNR gain over bicubic on photos (the card's
-       first photo PSNR row); perceptual tags (``realesrgan``) are never picked;
+       any channel count): for a detected domain, those whose card scores them on that domain's
+       reserved data (:data:`DOMAIN_ROWS`) better than bicubic, the largest relative gain first;
+       else (or when none is scored there) the largest held-out PSNR gain over bicubic on photos
+       (the card's first photo PSNR row); perceptual tags (``realesrgan``) are never picked;
     c. ``bicubic``, with a warning that no shipped learned model covers this scale and channel count.
 
     Weights whose card shows them no better than bicubic on that row are skipped (in (a) unless
@@ -747,7 +770,16 @@ def choose_model(
                 f"×{scale}: {', '.join(have) or 'none'} (sciSR.list_weights() lists every file)"
             )
     natural = [e for e in entries if e.tag is None and not _loses(photo_gain(e))]
-    best = _first_usable(_rank(natural, photo_gain, in_channels, scale), scale, in_channels)
+    best = None
+    if domain in DOMAIN_ROWS:  # natural weights scored on this kind of reserved data rank first
+
+        def field_gain(e: WeightEntry) -> float | None:
+            return e.domain_gain(domain, scale)
+
+        scored = [e for e in natural if field_gain(e) is not None and not _loses(field_gain(e))]
+        best = _first_usable(_rank(scored, field_gain, in_channels, scale), scale, in_channels)
+    if best is None:
+        best = _first_usable(_rank(natural, photo_gain, in_channels, scale), scale, in_channels)
     lead = (
         f"'{domain}' data{seen} but no usable '{domain}' weights for ×{scale} with {in_channels} channel(s)"
         if domain
@@ -757,6 +789,9 @@ def choose_model(
         e = _served(best, scale, in_channels, folder)
         gain = e.photo_psnr_gain(scale)
         score = f", held-out photo PSNR {gain:+.2f} dB over bicubic" if gain is not None else ""
+        dg = e.domain_gain(domain, scale) if domain in DOMAIN_ROWS else None
+        if dg is not None and dg > 0:
+            score = f", held-out {DOMAIN_ROWS[domain]} score {100 * dg:.1f}% better than bicubic"
         conv = f", RGB weights collapsed to {in_channels} channel(s)" if e.channels != in_channels else ""
         return ModelChoice(
             e.model, None, e, f"{lead}: best natural-photo weights for ×{scale}: {e.name}{score}{conv}"
