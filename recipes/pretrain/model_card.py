@@ -47,10 +47,12 @@ DOMAINS = {
         "The network does not conserve the coarse totals by itself.",
     ),
     "temperature": (
-        "CMIP5 `tas` (libncarg-data, months 1–11) and iris A1B/E1 North America air temperature (every "
-        "6th year), each field scaled by its own min/max; LR by block mean; validation: CMIP5 month 12",
-        "Trained on coarse GCM grids (≈ 1.9° and 2.5°), so HR patches are small (32 px); regional model "
-        "output (EUR-11) is a transfer case.",
+        "CMIP5 `tas` (libncarg-data nug/tas_rectilinear_grid_2D.nc, months 1–11), each month scaled by "
+        "its own min/max; LR by block mean; HR patches of 64 cells, no flips or rotations; validation: "
+        "month 12",
+        "Fine-tuned on one coarse GCM grid (≈ 1.9°, 11 monthly means): regional model output (EUR-11) "
+        "is a transfer case. An earlier GPU fine-tune on 32-cell patches of CMIP5 and iris grids lost to "
+        "bicubic on its validation month and was replaced by this one.",
     ),
     "mri": (
         "MNI152 T1 1 mm template (nilearn), axial slices with tissue (every 2nd of 20–170, every 8th held "
@@ -72,10 +74,10 @@ FIRST_ROW = {
 
 def _validation_line(weights: Path, meta: dict, spec: dict, rec: dict) -> str:
     """The training-validation figure, recomputed on the CPU for photo weights."""
-    if meta.get("scisr_tag"):
+    if meta.get("scisr_tag") or meta.get("scisr_finetuned_from"):
         last = rec["history"][-1]
         return (
-            f"* **Validation during training** (training pool, held out of training; GPU, fp32): final PSNR "
+            f"* **Validation during training** (training pool, held out of training; fp32): final PSNR "
             f"{last['psnr']:.2f} dB vs bicubic {last['psnr_bicubic']:.2f} dB (data range 1)."
         )
     import numpy as np
@@ -103,7 +105,9 @@ def card(weights: Path, heldout: dict, device: str) -> str:
     spec = json.loads(meta["spec"])
     rec = json.loads(meta["training"])
     cfg = rec["config"]
-    tag = meta.get("scisr_tag") or None
+    from sciSR.models.catalog import parse_weight_name
+
+    tag = parse_weight_name(weights.name)[3]
     data_text, limits = DOMAINS[tag]
     params = sum(t.numel() for t in sd.values())
     extra = dict(spec.get("extra") or {})
@@ -114,6 +118,16 @@ def card(weights: Path, heldout: dict, device: str) -> str:
     )
     parent = meta.get("scisr_finetuned_from")
     start = f"fine-tuned from `{parent}_c1` (the shipped photo weights)" if parent else "from random init"
+    first = json.loads(meta.get("scisr_first_stage", "null") or "null")
+    if first:  # a CPU continuation of GPU-trained weights
+        fc = first["config"]
+        start = (
+            f"stage 1 from random init: {fc['steps']:,} Adam steps, batch {fc['batch_size']}, HR patches "
+            f"{fc['patch']}×{fc['patch']}, lr {fc['lr']:g} (cosine), {first['precision']} autocast, "
+            f"{first['seconds'] / 60:.1f} min on {device}; stage 2 continued on the CPU "
+            f"(texture filter min_std={cfg['min_std']}, so flat patches are seen too)"
+        )
+        device = "the CPU (2 cores)"
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     lines = [
         f"# Model card: `{weights.stem}`",

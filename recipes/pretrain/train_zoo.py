@@ -141,6 +141,8 @@ def jobs(rcan_cfg: dict[str, Any]) -> dict[str, Job]:
             "rcan_x4",
             "precip",
         ),
+        # superseded: this fine-tune lost to bicubic on its validation month; the shipped "temperature"
+        # weights come from recipes/finetune/temperature.py (64-cell patches, no flips, CMIP5 only)
         Job(
             "rcan_x4_temperature",
             "rcan",

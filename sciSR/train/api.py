@@ -173,6 +173,7 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     model_kwargs: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Train a network from random initialisation and return it (EMA weights when ``ema`` > 0).
@@ -197,6 +198,7 @@ def train(
         resume: Continue from ``checkpoint``.
         progress: tqdm bar on stderr (``None``: when stderr is a terminal).
         model_kwargs: Architecture options for a registry name (``n_resgroups``...).
+        metadata: Extra strings stored in the weight file's metadata (provenance, tags).
         **options: :class:`~sciSR.train.TrainConfig` fields (``batch_size``, ``patch``, ``lr``,
             ``ema``, ``loss``, ``gan``, ``vgg_weights``, ``precision``, ``device``, ``workers``, ``seed``...).
 
@@ -226,7 +228,7 @@ def train(
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,
-        extra_meta={"scisr_recipe": "train"},
+        extra_meta={"scisr_recipe": "train", **(metadata or {})},
     )
 
 
@@ -248,6 +250,7 @@ def finetune(
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    metadata: dict[str, Any] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Fine-tune a network from its shipped natural-image weights (or ``weights``) on domain data.
@@ -274,6 +277,7 @@ def finetune(
         checkpoint: Resumable checkpoint path.
         resume: Continue from ``checkpoint``.
         progress: tqdm bar on stderr.
+        metadata: Extra strings stored in the weight file's metadata (provenance, tags).
         **options: Further :class:`~sciSR.train.TrainConfig` fields.
 
     Returns:
@@ -303,5 +307,9 @@ def finetune(
         checkpoint=checkpoint,
         resume=resume,
         progress=progress,
-        extra_meta={"scisr_recipe": "finetune", "scisr_finetuned_from": str(weights or "shipped")},
+        extra_meta={
+            "scisr_recipe": "finetune",
+            "scisr_finetuned_from": str(weights or "shipped"),
+            **(metadata or {}),
+        },
     )
