@@ -125,7 +125,13 @@ def card(weights: Path, heldout: dict, device: str) -> str:
             f"stage 1 from random init: {fc['steps']:,} Adam steps, batch {fc['batch_size']}, HR patches "
             f"{fc['patch']}×{fc['patch']}, lr {fc['lr']:g} (cosine), {first['precision']} autocast, "
             f"{first['seconds'] / 60:.1f} min on {device}; stage 2 continued on the CPU "
-            f"(texture filter min_std={cfg['min_std']}, so flat patches are seen too)"
+            f"(texture filter min_std={cfg['min_std']}, so flat patches are seen too"
+            + (
+                "; each photo scaled to [0, 1] by its own min/max, as downscale scales a field, so "
+                "zero-valued regions are seen too)"
+                if json.loads(meta.get("scisr_second_stage", "{}")).get("stretch")
+                else ")"
+            )
         )
         device = "the CPU (2 cores)"
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()

@@ -182,3 +182,17 @@ def test_read_model_card_refuses_rows_without_scores(tmp_path) -> None:
     )
     with pytest.raises(ValueError, match="score row without numbers"):
         read_model_card(bad)
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_flat_fields_stay_flat(stem: str) -> None:
+    """A constant input (0, the minimum of every min-max-normalized field, or mid-range) comes back
+    within 1% of the range away from the image border: photo luma never reaches 0 (BT.601 studio range), and weights trained on
+    it alone added a 5% offset to MRI background before their second training stage."""
+    name, scale, c, tag = parse(stem)
+    model = sciSR.create_model(name, scale=scale, in_channels=c, pretrained=tag or True)
+    b = 8 * scale  # away from the zero-padded image border
+    for level in (0.0, 0.5, 1.0):
+        with torch.no_grad():
+            out = model(torch.full((1, c, 32, 32), level))[..., b:-b, b:-b]
+        assert float((out - level).abs().mean()) < 0.01, (stem, level)
