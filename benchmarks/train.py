@@ -28,7 +28,7 @@ MODELS: dict[str, tuple[str, dict]] = {
     "espcn": ("espcn", {}),
     "edsr_baseline": ("edsr_baseline", {}),
     "rcan (shipped config)": ("rcan", {"n_resgroups": 4, "n_resblocks": 6, "n_feats": 48}),
-    "rcan (half depth, 64 features)": ("rcan", {"n_resgroups": 5, "n_resblocks": 20}),
+    "rcan (half depth 5x20x64)": ("rcan", {"n_resgroups": 5, "n_resblocks": 20}),
 }
 
 
