@@ -268,14 +268,17 @@ def test_rgb_file_serves_one_and_n_channel_models(wdir: Path) -> None:
     assert default_weights_path("srcnn", 2, 3) == wdir / "srcnn_x2_c3.safetensors"
 
 
-def test_rgb_file_of_a_net_without_an_rgb_output_conv_is_not_collapsed(wdir: Path) -> None:
-    """ESPCN's last convolution feeds the pixel shuffle (3·s² outputs): it cannot serve 1 channel."""
+def test_rgb_file_of_a_subpixel_net_collapses_through_its_pixel_shuffle(wdir: Path) -> None:
+    """ESPCN's last convolution feeds the pixel shuffle (3·s² outputs, ordered channel then subpixel):
+    its rows are averaged per subpixel, so a grey image gets the mean of the RGB outputs."""
     ship(wdir, "espcn_x2_c3", PHOTO)
-    assert catalog.find_weights("espcn", 2, 3) is not None and catalog.find_weights("espcn", 2, 1) is None
-    with pytest.raises(
-        ValueError, match=r"no weights for 'espcn' ×2 with 1 channel\(s\): shipped for 'espcn': ×2 c3"
-    ):
-        sciSR.create_model("espcn", scale=2, pretrained=True)
+    assert catalog.find_weights("espcn", 2, 1) is not None
+    grey = sciSR.create_model("espcn", scale=2, pretrained=True)
+    rgb = sciSR.create_model("espcn", scale=2, in_channels=3, pretrained=True)
+    g = torch.rand(1, 1, 12, 12)
+    with torch.no_grad():
+        want = rgb(g.repeat(1, 3, 1, 1)).mean(dim=1, keepdim=True)
+        torch.testing.assert_close(grey(g), want, atol=1e-5, rtol=0)
 
 
 def test_one_channel_file_does_not_serve_a_multichannel_model(wdir: Path) -> None:

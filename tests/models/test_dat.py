@@ -281,9 +281,10 @@ def test_load_checkpoint_keeps_the_mean_shift() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="adapt_input_channels takes the last conv with 3 outputs as the output conv; in DAT that is "
-    "an internal 60→3 conv (spatial map), the real output conv feeds a pixel shuffle; and "
-    "load_checkpoint drops the mean shift (see above)",
+    reason="the collapse folds DAT's RGB mean shift into the first convolution's bias, which is exact "
+    "only away from the zero-padded border, and DAT's global channel attention spreads the border "
+    "difference over the image (max 0.06 on a 20×20 input); load_checkpoint also drops the mean "
+    "shift (see above). model='auto' does not collapse DAT files for this reason",
 )
 def test_one_channel_use_gives_the_average_of_the_rgb_outputs() -> None:
     """A grey image ``g`` through the 1-channel adaptation equals the mean of the RGB model's outputs

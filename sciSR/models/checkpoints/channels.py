@@ -35,6 +35,37 @@ def _collapse_out(w: torch.Tensor, n: int) -> torch.Tensor:
     return w.mean(dim=0, keepdim=True).repeat(n, *([1] * (w.ndim - 1)))
 
 
+def _collapse_out_subpixel(w: torch.Tensor, c: int, r: int, n: int) -> torch.Tensor:
+    """Output-side collapse of a convolution that feeds ``PixelShuffle(r)``: its rows are ordered
+    ``(channel, subpixel)``, so each subpixel's row is averaged over the ``c`` channels and repeated
+    for the ``n`` new channels.
+
+    Shape:
+        ``(c·r², ...) -> (n·r², ...)``.
+    """
+    rest = w.shape[1:]
+    grouped = w.reshape(c, r * r, *rest).mean(dim=0, keepdim=True)
+    return grouped.repeat(n, *([1] * (grouped.ndim - 1))).reshape(n * r * r, *rest)
+
+
+def _output_conv(model: SRModel, convs: list[nn.Conv2d], c_out: int) -> tuple[nn.Conv2d | None, int]:
+    """The convolution that writes the output channels, and the pixel-shuffle factor after it (1: none).
+
+    The last convolution a forward pass runs is the output convolution when it has ``c_out``
+    channels, or ``c_out·r²`` channels with a ``PixelShuffle(r)`` in the model (sub-pixel output
+    layers such as ESPCN's or DAT's); otherwise the last convolution with ``c_out`` channels.
+    """
+    if convs:
+        last = convs[-1]
+        if last.out_channels == c_out:
+            return last, 1
+        shuffles = [m.upscale_factor for m in model.modules() if isinstance(m, nn.PixelShuffle)]
+        for r in shuffles:
+            if last.out_channels == c_out * r * r:
+                return last, int(r)
+    return next((m for m in reversed(convs) if m.out_channels == c_out), None), 1
+
+
 def _fold_mean(w: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
     """Bias correction ``sum_{c,k} W[:, c, k] * (s_c - mean(s))`` for a collapsed input shift.
 
@@ -111,7 +142,7 @@ def _adapt_model(model: SRModel, n: int, adapt_output: bool) -> SRModel:
         return model
     convs = _conv_call_order(model)
     first = next((m for m in convs if m.in_channels == c_in), None)
-    last = next((m for m in reversed(convs) if m.out_channels == c_out), None)
+    last, shuffle = _output_conv(model, convs, c_out)
     if first is None or (adapt_output and last is None):
         raise ValueError(f"cannot find the data-side convolutions of {model.registry_name} to adapt")
     if first.groups != 1:
@@ -129,10 +160,16 @@ def _adapt_model(model: SRModel, n: int, adapt_output: bool) -> SRModel:
         first.weight = nn.Parameter(_collapse_in(w, n))
         first.in_channels = n
         if adapt_output and n != c_out:
-            last.weight = nn.Parameter(_collapse_out(last.weight.detach(), n))
-            if last.bias is not None:
-                last.bias = nn.Parameter(_collapse_out(last.bias.detach(), n))
-            last.out_channels = n
+            if shuffle > 1:
+                last.weight = nn.Parameter(_collapse_out_subpixel(last.weight.detach(), c_out, shuffle, n))
+                if last.bias is not None:
+                    last.bias = nn.Parameter(_collapse_out_subpixel(last.bias.detach(), c_out, shuffle, n))
+                last.out_channels = n * shuffle * shuffle
+            else:
+                last.weight = nn.Parameter(_collapse_out(last.weight.detach(), n))
+                if last.bias is not None:
+                    last.bias = nn.Parameter(_collapse_out(last.bias.detach(), n))
+                last.out_channels = n
             model.out_channels = n
     model.in_channels = n
     if mean is not None:
