@@ -187,8 +187,9 @@ def test_read_model_card_refuses_rows_without_scores(tmp_path) -> None:
 @pytest.mark.parametrize("stem", STEMS)
 def test_flat_fields_stay_flat(stem: str) -> None:
     """A constant input (0, the minimum of every min-max-normalized field, or mid-range) comes back
-    within 1% of the range away from the image border: photo luma never reaches 0 (BT.601 studio range), and weights trained on
-    it alone added a 5% offset to MRI background before their second training stage."""
+    within 1% of the range away from the image border: photo luma never reaches 0 (BT.601 studio
+    range), and weights trained on it alone added a 5% offset to MRI background before their second
+    training stage."""
     name, scale, c, tag = parse(stem)
     model = sciSR.create_model(name, scale=scale, in_channels=c, pretrained=tag or True)
     b = 8 * scale  # away from the zero-padded image border
