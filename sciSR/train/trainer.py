@@ -490,8 +490,9 @@ def fit(
     objective.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    # fused Adam: one kernel per step instead of several per tensor (same update, fewer passes)
     opt = torch.optim.Adam(
-        [p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.999)
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, betas=(0.9, 0.999), fused=True
     )
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     ema = EMA(model, config.ema) if config.ema > 0 else None
