@@ -144,3 +144,24 @@ def test_save_checkpoint_is_loadable_without_unpickling_code(luma, tmp_path) -> 
     obj = torch.load(ck, weights_only=True)
     assert obj["step"] == 2 and "optimizer" in obj and obj["ema"] is not None
     assert callable(save_checkpoint)
+
+
+def test_an_interrupted_run_leaves_no_weights_and_no_log(luma, tmp_path, monkeypatch) -> None:
+    from sciSR.train import trainer as tr
+
+    real_rate = tr.learning_rate
+
+    def interrupted(step: int, config: TrainConfig) -> float:
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_rate(step, config)
+
+    monkeypatch.setattr(tr, "learning_rate", interrupted)
+    out = tmp_path / "w.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        fit(_net(), [luma], _cfg(log_every=1), out=out)
+    assert list(tmp_path.iterdir()) == []
+    # with a checkpoint the log stays beside it, for the resumed run to append to
+    with pytest.raises(KeyboardInterrupt):
+        fit(_net(), [luma], _cfg(log_every=1, checkpoint_every=1), out=out, checkpoint=tmp_path / "c.ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "w.csv"]

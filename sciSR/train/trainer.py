@@ -422,6 +422,8 @@ def fit(
             and at the end.
         resume: Continue from ``checkpoint`` when it exists (the settings must match).
         csv_path: CSV log of the records (default: beside ``out`` as ``<out>.csv`` when ``out`` is given).
+            A run interrupted without a checkpoint removes the log it started (nothing partial is
+            left); with a checkpoint the log stays, and a resumed run appends to it.
         progress: tqdm bar on stderr (``None``: when stderr is a terminal).
 
     Returns:
@@ -520,6 +522,8 @@ def fit(
         total=config.steps, initial=state.step, disable=not show, desc=f"train ×{scale}", file=sys.stderr
     )
     running, n_running, t_rec = 0.0, 0, time.perf_counter()
+    csv_new = csv_path is not None and not (resume and state.step > 0)
+    finished = False
     try:
         batches = _batches(sampler, config.batch_size, state.step + 1, config.steps, workers)
         for lr_t, hr_t in batches:
@@ -590,10 +594,13 @@ def fit(
                 running, n_running, t_rec = 0.0, 0, time.perf_counter()
             if ck_path is not None and (step % ck_every == 0 or step == config.steps):
                 save_checkpoint(ck_path, model, opt, objective, ema, state, config, scaler)
+        finished = True
     finally:
         bar.close()
         if fh is not None:
             fh.close()
+            if not finished and csv_new and ck_path is None:  # an interrupted run leaves no partial log
+                Path(csv_path).unlink(missing_ok=True)
         torch.set_num_threads(threads)  # the thread count is process-wide: give it back
     final = ema.model if ema is not None else model
     for net in {id(model): model, id(final): final}.values():
