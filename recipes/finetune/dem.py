@@ -27,24 +27,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pretrain"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pack_pool
+from temperature import block_mean, minmax  # recipes/finetune/temperature.py
 
 import sciSR
 from sciSR import metrics
 from sciSR.train.datasets import TrainingData
-
-
-def minmax(f: np.ndarray) -> np.ndarray:
-    """``f`` scaled to [0, 1] by its own range (float32)."""
-    f = np.asarray(f, dtype=np.float32)
-    return (f - f.min()) / (f.max() - f.min())
-
-
-def block_mean(a: np.ndarray, s: int) -> np.ndarray:
-    """Block mean of ``a`` (cropped to a multiple of ``s``)."""
-    h, w = a.shape[0] // s * s, a.shape[1] // s * s
-    return a[:h, :w].reshape(h // s, s, w // s, s).mean(axis=(1, 3))
 
 
 def main() -> None:

@@ -29,6 +29,12 @@ from sciSR import metrics
 POOL = Path.home() / ".cache" / "scisr-pool"
 
 
+def minmax(f: np.ndarray) -> np.ndarray:
+    """``f`` scaled to [0, 1] by its own range (float32), as ``sciSR.downscale`` scales an input."""
+    f = np.asarray(f, dtype=np.float32)
+    return (f - f.min()) / (f.max() - f.min())
+
+
 def block_mean(a: np.ndarray, s: int) -> np.ndarray:
     """Block mean of ``a`` (cropped to a multiple of ``s``)."""
     h, w = a.shape[0] // s * s, a.shape[1] // s * s
@@ -51,9 +57,6 @@ def main() -> None:
     with xr.open_dataset(src, decode_times=False) as ds:
         tas = ds["tas"].values.astype(np.float32)
     from sciSR.train.datasets import TrainingData
-
-    def minmax(f: np.ndarray) -> np.ndarray:
-        return ((f - f.min()) / (f.max() - f.min())).astype(np.float32)
 
     val = tas[11]
     data = TrainingData(

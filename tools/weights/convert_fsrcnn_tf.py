@@ -75,15 +75,15 @@ UPSTREAM_COMMIT = "6a4812c4ef1c4f5947d79beafa32a05a6eb4a94d"
 CV2_PACKAGE = "opencv-contrib-python-headless==4.10.0.84"
 TOLERANCE = 1e-4
 REPO = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/weights/_common.py beside this script
+from _common import ConversionError, sha256  # noqa: E402
+
 DEFAULT_OUT = REPO / "sciSR" / "models" / "weights"
 HELDOUT_RECIPE = REPO / "recipes" / "pretrain" / "evaluate_heldout.py"
 
 DT_FLOAT, DT_INT32, DT_INT64 = 1, 3, 9
 _NUMPY_DTYPE = {DT_FLOAT: "<f4", DT_INT32: "<i4", DT_INT64: "<i8"}
-
-
-class ConversionError(RuntimeError):
-    """The source cannot be fetched, parsed or verified (message: one line, with the fix)."""
 
 
 # ============================================================================ protobuf wire format
@@ -845,10 +845,6 @@ def source_params(graph: FSRCNNGraph) -> int:
     return int(sum(a.size for a in arrays if a is not None))
 
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def convert(
     scale: int, pb: Path, wheel: Path, out_dir: Path, runtime: Path, heldout: Path | None
 ) -> dict[str, Any]:
@@ -934,7 +930,7 @@ def convert(
             (lay.weight_hwio.shape[0] - 1) // 2 for lay in (*graph.body, graph.upsampler)
         ),
         "tap_offset": math.ceil((9 - scale) / 2),
-        "wheel_sha256": sha256_file(wheel),
+        "wheel_sha256": sha256(wheel),
         "dtype": "fp16" if use_fp16 else "fp32",
         "storage_note": (
             f"fp16 moves the output {diff16:.1e} from fp32 storage (< {TOLERANCE:g})."
@@ -953,7 +949,7 @@ def convert(
             "superres_levels": int(levels.max()),
             "superres_differ": float(np.mean(levels > 0)),
         },
-        "sha256": sha256_file(target),
+        "sha256": sha256(target),
         "size": target.stat().st_size,
         "file": str(target),
     }

