@@ -19,9 +19,16 @@ train the full 15.6 M-parameter RCAN, and the reduced one keeps the repository s
 A quick dry run of every code path on a CPU: ``SCISR_ZOO_MAX_PHOTOS=1 SCISR_ZOO_OVERRIDE='{"batch_size": 2}'``
 with ``--budget 5 --finetune-budget 5 --probe 2``.
 
+``--continue-shipped`` starts each chosen job from its shipped file in ``sciSR/models/weights/`` (instead of
+random init or the parent) with the job's :data:`CONTINUE` settings (a lower learning rate, a larger
+batch); the earlier run's record is kept in the metadata as ``scisr_first_stage`` and the card
+describes both stages.
+
 Usage (pack first with recipes/pretrain/pack_pool.py):
     python recipes/pretrain/train_zoo.py --pack .pack --out runs/zoo --budget 300 --finetune-budget 150
     python recipes/pretrain/train_zoo.py --pack .pack --out runs/zoo --job rcan_x4 --budget 20   # one job
+    python recipes/pretrain/train_zoo.py --pack .pack --out runs/c2 --only rcan_x4,rcan_x2_mri \\
+        --continue-shipped --budget 420 --finetune-budget 420                               # second stage
 """
 
 from __future__ import annotations
@@ -42,6 +49,28 @@ import numpy as np
 #: The shipped RCAN configuration (the paper's is 10 groups × 20 blocks × 64 features).
 RCAN_SHIPPED = {"n_resgroups": 4, "n_resblocks": 6, "n_feats": 48, "reduction": 16}
 RCAN_FULL = {"n_resgroups": 10, "n_resblocks": 20, "n_feats": 64, "reduction": 16}
+
+#: The shipped file each job writes (``sciSR/models/weights/<file>.safetensors``).
+SHIPPED = {
+    "rcan_x4": "rcan_x4_c1",
+    "rcan_x2": "rcan_x2_c1",
+    "edsr_baseline_x4": "edsr_baseline_x4_c1",
+    "carn_m_x4": "carn_m_x4_c1",
+    "rcan_x4_dem": "rcan_x4_c1_dem",
+    "rcan_x4_precip": "rcan_x4_c1_precip",
+    "rcan_x4_temperature": "rcan_x4_c1_temperature",
+    "rcan_x2_mri": "rcan_x2_c1_mri",
+}
+
+#: Settings of a second stage that continues a shipped file (``--continue-shipped``): the first stage
+#: ended at a low learning rate, so the second restarts lower than a fresh run, with a short warm-up.
+CONTINUE = {
+    "rcan_x4": {"batch_size": 64, "lr": 2.5e-4, "warmup": 100},
+    "rcan_x2": {"batch_size": 64, "lr": 2.5e-4, "warmup": 100},
+    "edsr_baseline_x4": {"batch_size": 64, "lr": 2.5e-4, "warmup": 100},
+    "rcan_x2_mri": {"batch_size": 48, "patch": 128, "lr": 1e-4, "warmup": 50},
+    "rcan_x4_dem": {"lr": 5e-5, "warmup": 50},
+}
 
 
 def _minmax(f: np.ndarray) -> np.ndarray:
@@ -189,8 +218,24 @@ def _steps_for_budget(
     return max(steps, 20)
 
 
-def run_job(job: Job, pack: Path, out: Path, budget: float, device: str, probe: int = 30) -> dict[str, Any]:
-    """Train one job and write ``out/<name>.safetensors`` and ``out/<name>.json``."""
+def shipped_path(job: Job) -> Path:
+    """The shipped weight file of ``job`` (the start of a ``--continue-shipped`` stage)."""
+    return (
+        Path(__file__).resolve().parents[2]
+        / "sciSR"
+        / "models"
+        / "weights"
+        / f"{SHIPPED[job.name]}.safetensors"
+    )
+
+
+def run_job(
+    job: Job, pack: Path, out: Path, budget: float, device: str, probe: int = 30, resume_shipped: bool = False
+) -> dict[str, Any]:
+    """Train one job and write ``out/<name>.safetensors`` and ``out/<name>.json``.
+
+    With ``resume_shipped`` the job starts from its shipped file with its :data:`CONTINUE` settings.
+    """
     import torch
 
     import sciSR
@@ -205,7 +250,13 @@ def run_job(job: Job, pack: Path, out: Path, budget: float, device: str, probe: 
     model = sciSR.create_model(
         job.model, scale=job.scale, in_channels=1, pretrained=False, **job.model_kwargs
     )
-    if job.parent:
+    first_meta: dict[str, str] = {}
+    if resume_shipped:
+        if job.name not in CONTINUE:
+            raise SystemExit(f"{job.name}: no second-stage settings in CONTINUE")
+        first_meta = load_weights_into(model, shipped_path(job))
+        job.config.update(CONTINUE[job.name])
+    elif job.parent:
         load_weights_into(model, out / f"{job.parent}.safetensors")
     job.config.update(json.loads(os.environ.get("SCISR_ZOO_OVERRIDE", "{}")))  # dry runs: {"batch_size": 2}
     steps = _steps_for_budget(job, model, train, budget - (time.perf_counter() - t_start), device, probe)
@@ -219,6 +270,19 @@ def run_job(job: Job, pack: Path, out: Path, budget: float, device: str, probe: 
         meta["scisr_finetuned_from"] = job.parent
     if job.tag:
         meta["scisr_tag"] = job.tag
+    if resume_shipped:
+        first = json.loads(first_meta.get("training", "{}"))
+        meta["scisr_first_stage"] = json.dumps(
+            {
+                "config": first.get("config"),
+                "seconds": first.get("seconds"),
+                "precision": first.get("precision"),
+                "recipe": first_meta.get("scisr_recipe"),
+                "sha256": _sha256(shipped_path(job)),
+            }
+        )
+        meta["scisr_second_stage"] = json.dumps({"device": device, **CONTINUE[job.name]})
+        meta["scisr_recipe"] = f"recipes/pretrain/train_zoo.py --job {job.name}, then --continue-shipped"
     rec = fit(
         model,
         train,
@@ -236,6 +300,12 @@ def run_job(job: Job, pack: Path, out: Path, budget: float, device: str, probe: 
     return rec
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pack", type=Path, default=Path(".pack"))
@@ -247,6 +317,11 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated jobs to run (default: all)")
     ap.add_argument("--rcan", choices=("shipped", "full"), default="shipped")
     ap.add_argument("--probe", type=int, default=30, help="timed steps that set each job's step count")
+    ap.add_argument(
+        "--continue-shipped",
+        action="store_true",
+        help="start each job from its shipped weight file (second stage)",
+    )
     args = ap.parse_args()
     plan = jobs(RCAN_SHIPPED if args.rcan == "shipped" else RCAN_FULL)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +333,7 @@ def main() -> None:
     if args.job:
         job = plan[args.job]
         budget = args.finetune_budget if job.parent else args.budget
-        run_job(job, args.pack, args.out, budget, device, args.probe)
+        run_job(job, args.pack, args.out, budget, device, args.probe, args.continue_shipped)
         return
     chosen = [plan[n] for n in (args.only.split(",") if args.only else plan)]
     parallel = device.startswith("cuda")
@@ -270,7 +345,10 @@ def main() -> None:
     while pending or running:
         for job in list(pending):
             parent_ready = (
-                job.parent is None or job.parent in done or job.parent not in {j.name for j in chosen}
+                job.parent is None
+                or args.continue_shipped
+                or job.parent in done
+                or job.parent not in {j.name for j in chosen}
             )
             if job.parent in failed:
                 pending.remove(job)
@@ -294,6 +372,7 @@ def main() -> None:
                     job.name,
                     "--rcan",
                     args.rcan,
+                    *(["--continue-shipped"] if args.continue_shipped else []),
                 ]
                 running[job.name] = subprocess.Popen(cmd, env=env)
                 pending.remove(job)
