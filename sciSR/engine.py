@@ -258,27 +258,70 @@ class Engine:
         Shape:
             ``(B, C, H, W) -> (B, C_out, s·H, s·W)``.
         """
-        b, _c, h, w = x.shape
-        s = tiler.scale
+        _b, _c, h, w = x.shape
         wins = tiler.windows(h, w)
         if len(wins) == 1:
-            return self._run_whole(model, x, s, desc)
+            return self._run_whole(model, x, tiler.scale, desc)
+        return self.run_windows(model, x, tiler, wins, (0, h, 0, w), (0, 0), desc)
+
+    def run_windows(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        tiler: Tiler,
+        wins: list[Window],
+        region: tuple[int, int, int, int],
+        origin: tuple[int, int],
+        desc: str = "sciSR",
+    ) -> torch.Tensor:
+        """Run the windows ``wins`` and merge them into the HR block of the LR ``region``.
+
+        This is :meth:`run` restricted to one region of a larger array: ``x`` holds the LR box
+        that starts at ``origin`` (absolute LR row, column) and covers every window in ``wins``
+        (absolute coordinates of the whole array's tiling). With the windows of the whole array
+        that touch ``region``, in the whole array's order, the block equals the same block of
+        :meth:`run` on the whole array (same tiles, same weights, same summation order), so
+        chunked, streamed and whole-array results agree for any model.
+
+        Args:
+            model: Prepared module.
+            x: LR box ``(B, C, bh, bw)``.
+            tiler: The whole array's tiler.
+            wins: Windows to run, a subset of ``tiler.windows(H, W)`` in its order.
+            region: ``(y0, y1, x0, x1)`` absolute LR bounds of the block returned.
+            origin: Absolute LR position of ``x[..., 0, 0]``.
+            desc: Progress-bar label.
+
+        Returns:
+            The HR block, ``(B, C_out, s·(y1-y0), s·(x1-x0))`` float32.
+
+        Shape:
+            ``(B, C, bh, bw) -> (B, C_out, s·(y1-y0), s·(x1-x0))``.
+        """
+        b = x.shape[0]
+        s = tiler.scale
+        ry0, ry1, rx0, rx1 = region
+        oy, ox = origin
         jobs = [(i, win) for i in range(b) for win in wins]
         out: torch.Tensor | None = None
-        wsum = None if tiler.blend == "crop" else torch.zeros(b, s * h, s * w)
+        hr = (s * (ry1 - ry0), s * (rx1 - rx0))
+        wsum = None if tiler.blend == "crop" else torch.zeros(b, *hr)
         bar = _progress(math.ceil(len(jobs) / self.batch_size), self.progress, desc)
         try:
             for chunk in _chunks(jobs, self.batch_size):
-                batch = torch.stack([x[i, :, win.y0 : win.y1, win.x0 : win.x1] for i, win in chunk])
+                batch = torch.stack(
+                    [x[i, :, win.y0 - oy : win.y1 - oy, win.x0 - ox : win.x1 - ox] for i, win in chunk]
+                )
                 y = self.forward(model, batch, s)
                 if out is None:
-                    out = torch.zeros(b, y.shape[1], s * h, s * w)
+                    out = torch.zeros(b, y.shape[1], *hr)
                 for (i, win), yi in zip(chunk, y):
-                    tiler.merge_into(out[i], None if wsum is None else wsum[i], yi, win)
+                    tiler.merge_into(out[i], None if wsum is None else wsum[i], yi, win, (ry0, rx0, *hr))
                 bar.update(1)
         finally:
             bar.close()
-        assert out is not None
+        if out is None:
+            raise ValueError(f"no window touches the region {region}")
         if wsum is not None:
             out /= wsum[:, None]
         return out

@@ -171,6 +171,7 @@ def model_in_channels(model: nn.Module) -> int:
             return m.in_channels
     return 1
 
+
 def infer_in_channels(model: str | nn.Module, model_kwargs: dict[str, Any]) -> int:
     """Channel count the model expects: explicit ``in_channels``, the module's, or 1."""
     if "in_channels" in model_kwargs:
@@ -466,8 +467,113 @@ class Pipeline:
         Shape:
             ``(B, C, H, W) -> (B, C_out, s·H, s·W)``.
         """
-        b, c, h, w = x.shape
+        w = x.shape[-1]
         s = self.scale
+        z, valid = self._normalized(x, normalizers)
+        pad = 0
+        if periodic_x:
+            pad = min(self.halo, w)
+            z = np.concatenate([z[..., w - pad :], z, z[..., :pad]], axis=-1)
+        tiler = self.tiler_for(x.shape[-2], z.shape[-1])
+        y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
+        if pad:
+            y = y[..., pad * s : (pad + w) * s]
+        return self._finish(y, valid, normalizers)
+
+    def stream_tiler(self, h: int, w: int) -> Tiler:
+        """Tiler of an ``h × w`` array processed region by region (chunks, streamed files).
+
+        The same as :meth:`tiler_for`, except that a model without parameters (interpolation),
+        which :meth:`tiler_for` runs in one window, gets windows of :data:`STREAM_TILE` LR pixels:
+        its receptive field is bounded, so cropped windows give the same values.
+        """
+        tiler = self.tiler_for(h, w)
+        if self.tile is None and not any(True for _ in self.model.parameters()):
+            tiler = Tiler(min(tiler.tile, STREAM_TILE), self.halo, self.scale, self.blend)
+        return tiler
+
+    def plan_region(
+        self, shape: tuple[int, int], region: tuple[int, int, int, int], periodic_x: bool = False
+    ) -> RegionPlan:
+        """What to read and run for the HR block of one LR ``region`` of an ``H × W`` array.
+
+        The plan uses the whole array's tiling (:meth:`stream_tiler`), so :meth:`run_region` on
+        every block of a partition gives the whole array's result (see
+        :meth:`sciSR.engine.Engine.run_windows`).
+
+        Args:
+            shape: ``(H, W)`` of the whole LR array.
+            region: ``(y0, y1, x0, x1)`` LR bounds of the block.
+            periodic_x: The last axis wraps (as in :meth:`run`).
+
+        Returns:
+            The plan; ``plan.read`` lists the LR slices to read and concatenate along the last axis.
+        """
+        h, w = shape
+        y0, y1, x0, x1 = region
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(f"region {region} is not inside the {h}×{w} array")
+        pad = min(self.halo, w) if periodic_x else 0
+        tiler = self.stream_tiler(h, w + 2 * pad)
+        wins = tiler.touching(tiler.windows(h, w + 2 * pad), (y0, y1, x0 + pad, x1 + pad))
+        by0, by1 = min(v.y0 for v in wins), max(v.y1 for v in wins)
+        bx0, bx1 = min(v.x0 for v in wins), max(v.x1 for v in wins)
+        cols: list[tuple[int, int]] = []  # padded columns bx0..bx1 -> source columns (wrapping)
+        p = bx0
+        while p < bx1:
+            src = (p - pad) % w
+            n = min(bx1 - p, w - src)
+            cols.append((src, src + n))
+            p += n
+        return RegionPlan((h, w), region, pad, tiler, wins, (by0, by1, bx0, bx1), (by0, by1), tuple(cols))
+
+    def run_region(
+        self, x_box: np.ndarray, plan: RegionPlan, normalizers: list[Normalizer], desc: str = "sciSR"
+    ) -> np.ndarray:
+        """Super-resolve the block of ``plan`` from its LR box (see :meth:`plan_region`).
+
+        Args:
+            x_box: ``(B, C, bh, bw)``: the rows ``plan.rows`` of the LR array, columns ``plan.read``
+                concatenated (wrapped columns included for a periodic axis); NaN marks invalid cells.
+            plan: From :meth:`plan_region`.
+            normalizers: Fitted on the whole variable (never on the box).
+            desc: Progress-bar label.
+
+        Returns:
+            ``(B, C_out, s·(y1-y0), s·(x1-x0))`` float32, equal to that block of :meth:`run`
+            (invalid cells are filled from the box, not the whole array: blocks near large
+            invalid areas can differ where the nearest valid cell lies outside the box).
+
+        Shape:
+            ``(B, C, bh, bw) -> (B, C_out, s·(y1-y0), s·(x1-x0))``.
+        """
+        by0, by1, bx0, bx1 = plan.box
+        if x_box.shape[-2:] != (by1 - by0, bx1 - bx0):
+            raise ValueError(
+                f"the LR box has shape {x_box.shape[-2:]}, the plan needs {(by1 - by0, bx1 - bx0)}"
+            )
+        y0, y1, x0, x1 = plan.region
+        z, _valid = self._normalized(x_box, normalizers)
+        y = self.engine.run_windows(
+            self.model,
+            torch.from_numpy(np.ascontiguousarray(z)),
+            plan.tiler,
+            list(plan.windows),
+            (y0, y1, x0 + plan.pad, x1 + plan.pad),
+            (by0, bx0),
+            desc=desc,
+        ).numpy()
+        ky0, kx0 = y0 - by0, x0 + plan.pad - bx0
+        valid = np.isfinite(x_box[..., ky0 : ky0 + (y1 - y0), kx0 : kx0 + (x1 - x0)])
+        return self._finish(y, valid, normalizers)
+
+    def _normalized(self, x: np.ndarray, normalizers: list[Normalizer]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized float32 copy of ``x`` with invalid cells filled, and the validity mask.
+
+        Shape:
+            ``(B, C, H, W) -> (B, C, H, W), (B, C, H, W)``.
+        """
+        b, c, h, w = x.shape
         valid = np.isfinite(x)
         z = np.empty((b, c, h, w), dtype=np.float32)
         for ci, nz in enumerate(normalizers):
@@ -476,14 +582,16 @@ class Pipeline:
             )
             for bi in range(b):
                 z[bi, ci] = fill_invalid(zc[bi], valid[bi, ci])
-        pad = 0
-        if periodic_x:
-            pad = min(self.halo, w)
-            z = np.concatenate([z[..., w - pad :], z, z[..., :pad]], axis=-1)
-        tiler = self.tiler_for(h, z.shape[-1])
-        y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
-        if pad:
-            y = y[..., pad * s : (pad + w) * s]
+        return z, valid
+
+    def _finish(self, y: np.ndarray, valid: np.ndarray, normalizers: list[Normalizer]) -> np.ndarray:
+        """Model output back to data units: inverse normalization, clip, NaN where the input was invalid.
+
+        Shape:
+            ``(B, C_out, s·H, s·W)``, ``valid``: ``(B, C, H, W)`` -> ``(B, C_out, s·H, s·W)``.
+        """
+        s = self.scale
+        c = valid.shape[1]
         c_out = y.shape[1]
         out = np.empty_like(y)
         for co in range(c_out):
@@ -505,3 +613,42 @@ class Pipeline:
             )
         out = np.where(hr_valid, out, np.float32(np.nan))
         return out.astype(np.float32, copy=False)
+
+
+#: LR window size of parameter-free models when an array is processed region by region.
+STREAM_TILE = 512
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """How one block of a larger array is computed (see :meth:`Pipeline.plan_region`).
+
+    Attributes:
+        shape: ``(H, W)`` of the whole LR array.
+        region: ``(y0, y1, x0, x1)``: the LR block whose HR values are computed.
+        pad: Columns of periodic padding on each side (0 unless the last axis wraps).
+        tiler: The whole array's tiler.
+        windows: The whole array's windows that touch the block (padded coordinates), in order.
+        box: ``(y0, y1, x0, x1)``: the LR box the windows cover (padded coordinates).
+        rows: LR rows to read (``box``'s rows).
+        read: Column ranges ``(c0, c1)`` of the unpadded array to read and concatenate in order.
+    """
+
+    shape: tuple[int, int]
+    region: tuple[int, int, int, int]
+    pad: int
+    tiler: Tiler
+    windows: tuple[Any, ...] | list[Any]
+    box: tuple[int, int, int, int]
+    rows: tuple[int, int]
+    read: tuple[tuple[int, int], ...]
+
+    def read_box(self, read: Any) -> np.ndarray:
+        """The LR box from ``read(y0, y1, x0, x1)`` (any array reader returning ``(..., rows, cols)``).
+
+        Shape:
+            ``-> (..., box rows, box cols)``.
+        """
+        y0, y1 = self.rows
+        parts = [read(y0, y1, c0, c1) for c0, c1 in self.read]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)

@@ -125,24 +125,63 @@ class Tiler:
         wx = _ramp_1d((win.x1 - win.x0) * s, self.halo * s, self.blend, win.left, win.right)
         return torch.from_numpy(np.outer(wy, wx).astype(np.float32)).to(device)
 
-    def merge_into(self, out: torch.Tensor, wsum: torch.Tensor | None, y: torch.Tensor, win: Window) -> None:
+    def touching(self, wins: list[Window], region: tuple[int, int, int, int]) -> list[Window]:
+        """The windows of ``wins`` that contribute to the HR block of the LR ``region``.
+
+        ``region`` is ``(y0, y1, x0, x1)`` in LR pixels; crop mode keeps the windows whose kept core
+        meets it, blend modes every window that overlaps it. The order of ``wins`` is kept.
+        """
+        y0, y1, x0, x1 = region
+        if self.blend == "crop":
+            return [w for w in wins if w.ky0 < y1 and w.ky1 > y0 and w.kx0 < x1 and w.kx1 > x0]
+        return [w for w in wins if w.y0 < y1 and w.y1 > y0 and w.x0 < x1 and w.x1 > x0]
+
+    def merge_into(
+        self,
+        out: torch.Tensor,
+        wsum: torch.Tensor | None,
+        y: torch.Tensor,
+        win: Window,
+        block: tuple[int, int, int, int] | None = None,
+    ) -> None:
         """Write one HR tile ``y`` (``(C, sh, sw)``) into ``out`` (``(C, sH, sW)``).
 
         In crop mode only the kept region is copied; in blend modes ``y·weight`` is accumulated
         into ``out`` and the weight into ``wsum`` (divide at the end).
+
+        Args:
+            out: HR accumulator: the whole array, or the block described by ``block``.
+            wsum: Weight accumulator of the same HR size (``None`` in crop mode).
+            y: The window's HR output.
+            win: The window.
+            block: ``(ly0, lx0, hh, hw)``: ``out`` holds the HR block of ``hh × hw`` pixels whose
+                top-left corner is LR pixel ``(ly0, lx0)``; ``None``: ``out`` is the whole array.
         """
         s = self.scale
+        by, bx = (0, 0) if block is None else (block[0] * s, block[1] * s)
+        hh, hw = out.shape[-2:] if block is None else block[2:]
         if self.blend == "crop":
-            oy, ox = (win.ky0 - win.y0) * s, (win.kx0 - win.x0) * s
-            hy, hx = (win.ky1 - win.ky0) * s, (win.kx1 - win.kx0) * s
-            out[:, win.ky0 * s : win.ky1 * s, win.kx0 * s : win.kx1 * s] = y[:, oy : oy + hy, ox : ox + hx]
+            ty0, ty1, tx0, tx1 = win.ky0 * s, win.ky1 * s, win.kx0 * s, win.kx1 * s
+        else:
+            ty0, ty1, tx0, tx1 = win.y0 * s, win.y1 * s, win.x0 * s, win.x1 * s
+        # the window's HR target, clipped to the block, in block coordinates
+        cy0, cy1 = max(ty0 - by, 0), min(ty1 - by, hh)
+        cx0, cx1 = max(tx0 - bx, 0), min(tx1 - bx, hw)
+        if cy0 >= cy1 or cx0 >= cx1:
+            return
+        # the same pixels in the window's own HR coordinates
+        wy0, wx0 = cy0 + by - win.y0 * s, cx0 + bx - win.x0 * s
+        wy1, wx1 = wy0 + (cy1 - cy0), wx0 + (cx1 - cx0)
+        if self.blend == "crop":
+            out[:, cy0:cy1, cx0:cx1] = y[:, wy0:wy1, wx0:wx1]
             return
         assert wsum is not None
         w = self.weight(win, y.device)
         if self.halo == 0:
             w = torch.ones_like(w)
-        out[:, win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += y * w
-        wsum[win.y0 * s : win.y1 * s, win.x0 * s : win.x1 * s] += w
+        w = w[wy0:wy1, wx0:wx1]
+        out[:, cy0:cy1, cx0:cx1] += y[:, wy0:wy1, wx0:wx1] * w
+        wsum[cy0:cy1, cx0:cx1] += w
 
 
 def _ramp_1d(n: int, halo: int, mode: str, flat_start: bool, flat_end: bool) -> np.ndarray:
