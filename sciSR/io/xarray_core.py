@@ -3,9 +3,25 @@
 For each selected data variable with both spatial dims: spatial dims go last, the other dims
 (time, level, member, band) are flattened into the batch, normalizers are fitted once on the whole
 variable (global statistics, DESIGN §6), the pipeline runs, and the result is rebuilt on the grid
-refined by :class:`sciSR.grid.Grid`. Dask-backed variables stay lazy: statistics are dask
-reductions, and the model runs per chunk through ``map_blocks`` with an explicit ``meta`` so that
-dask never calls it on empty arrays.
+refined by :class:`sciSR.grid.Grid`.
+
+Dask-backed variables stay lazy. Statistics are dask reductions over the whole variable (never per
+chunk). The model runs per chunk, keeping the input's chunks in space: the output has the loop
+chunks of the input, the channel axis in one chunk and the spatial chunks ×scale. Each output block
+is one task that assembles its LR box (:meth:`sciSR.pipeline.Pipeline.plan_region`: the whole
+array's tiler windows touching the block, columns wrapped for a periodic x axis) from the input
+chunks it overlaps and runs :meth:`~sciSR.pipeline.Pipeline.run_region`, so the result equals the
+eager path's for any model (cropped or blended tiles) up to float rounding. A spatial chunk narrower
+than the model's halo (except an axis' last chunk) makes that axis rechunked to
+``max(4·halo, tile)`` pixels, with a warning (:func:`spatial_chunks`).
+
+The pipeline is one key of the graph (:class:`sciSR.workers.PipelineHandle`); block tasks depend on
+it, so ``dask.distributed`` ships the model once per worker process, and each task sets torch's
+thread count by the rule in :mod:`sciSR.workers`. The graph is built without calling the model
+(no meta inference on empty arrays).
+
+``_run_dask(a, pipe, scale, work, cast, out_dt, periodic_x, nlead, c, name)`` is the entry point
+for adapters that open files as dask arrays.
 """
 
 from __future__ import annotations
@@ -506,34 +522,184 @@ def _run_dask(
     c: int,
     name: Hashable,
 ) -> tuple[Any, list[Normalizer]]:
-    import dask.array as dsa
+    """Lazy super-resolution of a dask array, block by block in space (see the module docstring).
 
+    Args:
+        a: ``(*loop, [C,] H, W)`` dask array (any chunks).
+        pipe: The call's pipeline.
+        scale: Factor.
+        work: Float working dtype.
+        cast: Output cast applied to each HR block.
+        out_dt: Dtype ``cast`` returns.
+        periodic_x: The last axis wraps.
+        nlead: Number of loop axes.
+        c: Model input channels (``> 1``: axis ``nlead`` is the channel axis).
+        name: Variable name (messages, progress, graph names).
+
+    Returns:
+        The lazy HR array (chunks: loop chunks, channels whole, spatial chunks ×scale) and the
+        normalizers fitted on the whole variable.
+
+    Shape:
+        ``(*loop, [C,] H, W) -> (*loop, [C_out,] s·H, s·W)``.
+    """
     a = a.astype(work)
-    core = {i: -1 for i in range(nlead, a.ndim)}  # spatial (and channel) axes in one chunk
-    a = a.rechunk(core)
+    if c > 1:
+        a = a.rechunk({nlead: -1})
+    h, w = a.shape[-2:]
+    fixed = spatial_chunks(pipe, a.chunks[-2], a.chunks[-1], (h, w))
+    if fixed != (a.chunks[-2], a.chunks[-1]):
+        warnings.warn(_rechunk_message(pipe, a.chunks[-2:], fixed, name), UserWarning, stacklevel=5)
+        a = a.rechunk({a.ndim - 2: fixed[0], a.ndim - 1: fixed[1]})
     normalizers = fit_dask(pipe, a, nlead, c, name)
+    out = _region_graph(a, pipe, scale, cast, out_dt, periodic_x, nlead, c, normalizers, name)
+    return out, normalizers
+
+
+def spatial_chunks(
+    pipe: Pipeline, ychunks: tuple[int, ...], xchunks: tuple[int, ...], shape: tuple[int, int]
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The spatial chunks the dask path computes: ``(ychunks, xchunks)`` unless an axis has a chunk
+    (other than its last) narrower than the pipeline's halo; such an axis is rechunked to
+    ``min(length, max(4·halo, tile))`` LR pixels (one chunk for arrays smaller than that)."""
+    halo = int(pipe.halo)
+    out = []
+    for chunks, n in zip((ychunks, xchunks), shape):
+        inner = chunks[:-1] if len(chunks) > 1 else chunks
+        if halo <= 0 or min(inner) >= halo:
+            out.append(tuple(chunks))
+            continue
+        size = min(n, max(4 * halo, _stream_tile(pipe, shape)))
+        out.append((size,) * (n // size) + ((n % size,) if n % size else ()))
+    return out[0], out[1]
+
+
+def _stream_tile(pipe: Pipeline, shape: tuple[int, int]) -> int:
+    return int(pipe.stream_tiler(*shape).tile)
+
+
+def _rechunk_message(
+    pipe: Pipeline, old: tuple[tuple[int, ...], ...], new: tuple[tuple[int, ...], ...], name: Hashable
+) -> str:
+    def show(ch: tuple[int, ...]) -> str:
+        return f"{len(ch)} chunks of {max(ch)}" if len(ch) > 1 else f"1 chunk of {ch[0]}"
+
+    changed = [f"{show(o)} → {show(n)}" for o, n in zip(old, new) if tuple(o) != tuple(n)]
+    return (
+        f"{name!r}: spatial chunks narrower than the model's halo ({pipe.halo} LR px) were rechunked "
+        f"({'; '.join(changed)}); chunk y/x by at least {max(4 * int(pipe.halo), 1)} pixels to avoid this"
+    )
+
+
+def _bounds(chunks: tuple[int, ...]) -> list[int]:
+    return [0, *np.cumsum(chunks).tolist()]
+
+
+def _pieces(bounds: list[int], start: int, stop: int) -> list[tuple[int, int, int]]:
+    """``(chunk index, local start, local stop)`` of the chunks covering ``[start, stop)``."""
+    out = []
+    for i in range(len(bounds) - 1):
+        lo, hi = max(start, bounds[i]), min(stop, bounds[i + 1])
+        if lo < hi:
+            out.append((i, lo - bounds[i], hi - bounds[i]))
+    return out
+
+
+def _region_graph(
+    a: Any,
+    pipe: Pipeline,
+    scale: int,
+    cast: Callable[[np.ndarray], np.ndarray],
+    out_dt: np.dtype,
+    periodic_x: bool,
+    nlead: int,
+    c: int,
+    normalizers: list[Normalizer],
+    name: Hashable,
+) -> Any:
+    """One task per output block; each assembles its LR box (:meth:`Pipeline.plan_region`) from the
+    input chunks it overlaps and depends on the one graph key that holds the pipeline."""
+    import itertools
+
+    import dask.array as dsa
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    from .. import workers
+
+    h, w = a.shape[-2:]
     c_out = _model_out_channels(pipe, c)
-
-    def run_block(block: np.ndarray) -> np.ndarray:
-        lead = block.shape[:nlead]
-        y = pipe.run(_to_block(block, nlead, c), normalizers, periodic_x=periodic_x, desc=str(name))
-        return cast(_from_block(y, lead, c))
-
-    chunks = [
+    ptoken = workers.pipeline_token(pipe)
+    pkey = f"scisr-pipeline-{ptoken}"
+    nz_state = [(nz.kind, nz.params, nz.valid_range) for nz in normalizers]
+    out_name = f"scisr-{name}-" + tokenize(
+        a.name, ptoken, nz_state, scale, periodic_x, nlead, c, str(out_dt), str(name)
+    )
+    ybounds, xbounds = _bounds(a.chunks[-2]), _bounds(a.chunks[-1])
+    mid = (0,) if c > 1 else ()
+    leads = list(itertools.product(*(range(len(ch)) for ch in a.chunks[:nlead])))
+    dsk: dict[Any, Any] = {pkey: workers.PipelineHandle(pipe, ptoken)}
+    for iy in range(len(ybounds) - 1):
+        for ix in range(len(xbounds) - 1):
+            region = (ybounds[iy], ybounds[iy + 1], xbounds[ix], xbounds[ix + 1])
+            plan = pipe.plan_region((h, w), region, periodic_x)
+            ys = _pieces(ybounds, *plan.rows)
+            xs = [p for c0, c1 in plan.read for p in _pieces(xbounds, c0, c1)]
+            rows = [(y0, y1) for _, y0, y1 in ys]
+            cols = [(x0, x1) for _, x0, x1 in xs]
+            for lead in leads:
+                keys = [[(a.name, *lead, *mid, jy, jx) for jx, _, _ in xs] for jy, _, _ in ys]
+                dsk[(out_name, *lead, *mid, iy, ix)] = (
+                    _region_task,
+                    pkey,
+                    keys,
+                    rows,
+                    cols,
+                    plan,
+                    normalizers,
+                    cast,
+                    nlead,
+                    c,
+                    str(name),
+                )
+    chunks = (
         *a.chunks[:nlead],
         *([(c_out,)] if c > 1 else []),
-        (a.shape[-2] * scale,),
-        (a.shape[-1] * scale,),
-    ]
-    out = dsa.map_blocks(
-        run_block,
-        a,
-        dtype=out_dt,
-        chunks=tuple(chunks),
-        meta=np.empty((0,) * a.ndim, out_dt),
-        token=f"scisr-{name}",
+        tuple(n * scale for n in a.chunks[-2]),
+        tuple(n * scale for n in a.chunks[-1]),
     )
-    return out, normalizers
+    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[a])
+    return dsa.Array(graph, out_name, chunks, meta=np.empty((0,) * a.ndim, out_dt))
+
+
+def _region_task(
+    handle: Any,
+    chunks: list[list[np.ndarray]],
+    rows: list[tuple[int, int]],
+    cols: list[tuple[int, int]],
+    plan: Any,
+    normalizers: list[Normalizer],
+    cast: Callable[[np.ndarray], np.ndarray],
+    nlead: int,
+    c: int,
+    desc: str,
+) -> np.ndarray:
+    """One HR block from the input chunks overlapping its LR box (run on a dask worker).
+
+    Shape:
+        chunks ``(*loop, [C,] h_i, w_j)`` → ``(*loop, [C_out,] s·bh, s·bw)``.
+    """
+    from .. import workers
+
+    workers.limit_torch_threads()
+    strips = []
+    for row, (y0, y1) in zip(chunks, rows):
+        parts = [ch[..., y0:y1, x0:x1] for ch, (x0, x1) in zip(row, cols)]
+        strips.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1))
+    box = strips[0] if len(strips) == 1 else np.concatenate(strips, axis=-2)
+    lead = box.shape[:nlead]
+    y = handle.pipe.run_region(_to_block(box, nlead, c), plan, normalizers, desc=desc)
+    return cast(_from_block(y, lead, c))
 
 
 def _model_out_channels(pipe: Pipeline, c: int) -> int:
