@@ -10,6 +10,7 @@ remove partial outputs and exit with 130, 143 and 129 (see :mod:`sciSR.interrupt
 from __future__ import annotations
 
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -217,7 +218,7 @@ def downscale_cmd(src: Path, out: Path, progress: bool | None, **options: Any) -
 
 
 @cli.command("batch")
-@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("sources", nargs=-1, required=True)
 @click.option(
     "-o",
     "--out-dir",
@@ -227,37 +228,142 @@ def downscale_cmd(src: Path, out: Path, progress: bool | None, **options: Any) -
 )
 @pipeline_options
 @click.option("--suffix", help="Output extension, e.g. .zarr (default: the input's).")
-@click.option("--scheduler", help="dask.distributed scheduler address (default: local threads).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Start a local dask cluster of N single-threaded worker processes.",
+)
+@click.option("--scheduler", help="Address of a running dask scheduler, e.g. tcp://host:8786.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Skip files the manifest records as done with unchanged settings, input and output.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Further tries of a failed file.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    help="JSON manifest of the job (default: OUT_DIR/scisr-manifest.json).",
+)
 def batch_cmd(
-    sources: tuple[Path, ...], out_dir: Path, suffix: str | None, scheduler: str | None, **options: Any
+    sources: tuple[str, ...],
+    out_dir: Path,
+    suffix: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    resume: bool,
+    retries: int,
+    manifest: Path | None,
+    **options: Any,
 ) -> None:
     """Downscale many files in parallel with dask (one task per file).
 
-    Every output name is checked before anything runs: an output that is, contains or lies
-    inside one of the inputs (say dem_x2.tif among the inputs of a -s 2 job) stops the job.
+    SOURCES are files, quoted glob patterns ('data/*.nc', expanded here) and folders (the
+    readable files directly inside, sorted). Every output name is checked before anything runs:
+    an output that is, contains or lies inside one of the inputs stops the job. Each output is
+    written atomically; the manifest records every finished file, so a killed job continues
+    with --resume (see docs/cluster.md).
     """
-    from .parallel import downscale_files
+    from .parallel import FileResult, downscale_files, expand_inputs
 
+    if workers is not None and scheduler:
+        raise click.UsageError("--workers starts a local cluster and --scheduler joins one: pass one of them")
+    paths = expand_inputs(sources)
     kw = downscale_kwargs(**options)
     model, scale = kw.pop("model"), kw.pop("scale")
-    client = None
-    if scheduler:
-        from dask.distributed import Client
+    client, cluster = _batch_client(workers, scheduler)
 
-        client = Client(scheduler)
+    def report(r: FileResult) -> None:
+        if r.status == "skipped":
+            click.echo(f"skip {r.source} -> {r.output} (done earlier, unchanged)", err=True)
+        elif r.ok:
+            what = "; ".join(
+                f"{v} {'x'.join(map(str, i['shape']))} {i['model']}" for v, i in r.variables.items()
+            )
+            tries = f", {r.attempts} tries" if r.attempts > 1 else ""
+            click.echo(f"ok   {r.source} -> {r.output} ({what}; {r.seconds:.1f} s{tries})", err=True)
+        else:
+            click.echo(f"ERR  {r.source}: {cli_hint(r.error or '')} ({r.attempts} tries)", err=True)
+
+    t0 = time.perf_counter()
     try:
         results = downscale_files(
-            list(sources), out_dir, model, scale, client=client, suffix=suffix, raise_errors=False, **kw
+            paths,
+            out_dir,
+            model,
+            scale,
+            client=client,
+            suffix=suffix,
+            raise_errors=False,
+            manifest=manifest if manifest is not None else True,
+            resume=resume,
+            retries=retries,
+            on_result=report,
+            **kw,
         )
     finally:
         if client is not None:
             client.close()
-    for r in results:
-        outcome = r.output or cli_hint(r.error or "")
-        click.echo(f"{'ok ' if r.ok else 'ERR'} {r.source} -> {outcome}", err=True)
+        if cluster is not None:
+            cluster.close()
+    click.echo(_summary_table(results, time.perf_counter() - t0), err=True)
     bad = [r for r in results if not r.ok]
     if bad:
         raise click.ClickException(f"{len(bad)} of {len(results)} files failed (listed above)")
+
+
+def _batch_client(workers: int | None, scheduler: str | None) -> tuple[Any, Any]:
+    """A dask client (and the local cluster it owns) for ``scisr batch``; ``(None, None)``: local threads.
+
+    Raises:
+        click.ClickException: The scheduler cannot be reached within
+            :data:`sciSR.parallel.CONNECT_TIMEOUT` seconds.
+    """
+    if workers is None and not scheduler:
+        return None, None
+    import logging
+
+    from dask.distributed import Client, LocalCluster
+
+    from .parallel import CONNECT_TIMEOUT
+
+    if scheduler:
+        log = logging.getLogger("distributed")
+        level = log.level
+        log.setLevel(logging.CRITICAL)  # one error line, not dask's retry log
+        try:
+            return Client(scheduler, timeout=f"{CONNECT_TIMEOUT}s"), None
+        except (OSError, TimeoutError, ValueError) as err:
+            reason = _first_line(str(err)) or type(err).__name__
+        except Exception:  # something answered that does not speak dask's protocol
+            reason = "the address answered, but not as a dask scheduler"
+        finally:
+            log.setLevel(level)
+        raise click.ClickException(
+            f"cannot reach the dask scheduler at {scheduler} within {CONNECT_TIMEOUT} s ({reason}); "
+            f"check the address and that the scheduler runs"
+        )
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _summary_table(results: list[Any], wall: float) -> str:
+    """``status / files / seconds`` rows for done, skipped and failed files, and the total."""
+    rows = []
+    for status in ("done", "skipped", "failed"):
+        sel = [r for r in results if r.status == status]
+        secs = f"{sum(r.seconds for r in sel):.1f}" if status != "skipped" else "-"
+        rows.append((status, len(sel), secs))
+    rows.append(("total", len(results), f"{wall:.1f} (wall)"))
+    lines = [f"{'status':8}  {'files':>5}  seconds"]
+    lines += [f"{s:8}  {n:>5}  {t}" for s, n, t in rows]
+    return "\n".join(lines)
 
 
 @cli.command("demo")
