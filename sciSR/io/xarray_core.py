@@ -198,7 +198,8 @@ def check_memory(
     """Refuse (before reading) a call whose estimated peak memory exceeds what is available.
 
     Eager variables are read and kept whole (inputs and outputs add up); dask-backed ones are
-    computed chunk by chunk, as many chunks at once as dask has workers.
+    computed block by block, as many blocks at once as dask has workers, each holding its LR box
+    (the block and the tiler windows around it, see :func:`_box_cells`) and its HR output.
 
     Raises:
         sciSR.io.memory.InsufficientMemoryError: The figures and the fixes in one line.
@@ -218,10 +219,16 @@ def check_memory(
             if var.chunks is not None:
                 chunk_items = int(np.prod([max(var.chunksizes[d]) for d in loop], dtype=np.int64))
                 n_chunks = int(np.prod([len(var.chunksizes[d]) for d in loop], dtype=np.int64))
-                cells = chunk_items * h * w
-                plans.append(
-                    memory.VarPlan(cells, cells, work, out_size, work, True, min(n_chunks, _dask_workers()))
-                )
+                shape = (h, w)
+                yc, xc = spatial_chunks(pipe, var.chunksizes[dims[0]], var.chunksizes[dims[1]], shape)
+                box = chunk_items * _box_cells(pipe, yc, xc, shape)
+                block = chunk_items * max(yc) * max(xc)
+                # VarPlan counts input and output over the same cells; a task holds its LR box
+                # but only its block's HR output: the equivalent cell count gives the same bytes
+                lr_b, hr_b = work + work + memory.LR_WORK_BYTES, k * k * (4 + out_size + memory.HR_WORK_BYTES)
+                cells = int(np.ceil((box * lr_b + block * hr_b) / (lr_b + hr_b)))
+                concurrent = min(n_chunks * len(yc) * len(xc), _dask_workers())
+                plans.append(memory.VarPlan(cells, cells, work, out_size, work, True, concurrent))
                 continue
             step = max(1, _EAGER_BATCH_BYTES // max(1, c * h * w * k * k * 4))
             items = int(var.size // max(1, h * w))
@@ -242,6 +249,19 @@ def check_memory(
         fixes.append(f"downscale a spatial subset (ds.isel({dims[0]}=slice(...), {dims[1]}=slice(...)))")
     names = ", ".join(map(str, selected))
     memory.check_call(plans_at, pipe, scale, f"downscaling {names} ×{scale}", fixes)
+
+
+def _box_cells(
+    pipe: Pipeline, ychunks: tuple[int, ...], xchunks: tuple[int, ...], shape: tuple[int, int]
+) -> int:
+    """LR cells of the largest box an output block reads (:meth:`Pipeline.plan_region` of the
+    block with the widest chunks, away from the borders where boxes are clipped)."""
+    yb, xb = _bounds(ychunks), _bounds(xchunks)
+    iy = max(range(len(ychunks)), key=lambda i: (ychunks[i], -abs(i - len(ychunks) // 2)))
+    ix = max(range(len(xchunks)), key=lambda i: (xchunks[i], -abs(i - len(xchunks) // 2)))
+    plan = pipe.plan_region(shape, (yb[iy], yb[iy + 1], xb[ix], xb[ix + 1]))
+    y0, y1, x0, x1 = plan.box
+    return (y1 - y0) * (x1 - x0)
 
 
 def _dask_workers() -> int:
