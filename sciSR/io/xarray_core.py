@@ -13,7 +13,10 @@ array's tiler windows touching the block, columns wrapped for a periodic x axis)
 chunks it overlaps and runs :meth:`~sciSR.pipeline.Pipeline.run_region`, so the result equals the
 eager path's for any model (cropped or blended tiles) up to float rounding. A spatial chunk narrower
 than the model's halo (except an axis' last chunk) makes that axis rechunked to
-``max(4·halo, tile)`` pixels, with a warning (:func:`spatial_chunks`).
+``max(4·halo, tile)`` pixels, with a warning (:func:`spatial_chunks`). A variable with invalid
+(NaN/fill) cells has its spatial chunks merged into one per field, with a warning: the pipeline fills
+gaps from the nearest valid cell of the array it is given, and a block's box is not the whole field
+(filled values near large gaps, coasts for instance, would differ from eager inference).
 
 The pipeline is one key of the graph (:class:`sciSR.workers.PipelineHandle`); block tasks depend on
 it, so ``dask.distributed`` ships the model once per worker process, and each task sets torch's
@@ -571,7 +574,16 @@ def _run_dask(
     if fixed != (a.chunks[-2], a.chunks[-1]):
         warnings.warn(_rechunk_message(pipe, a.chunks[-2:], fixed, name), UserWarning, stacklevel=5)
         a = a.rechunk({a.ndim - 2: fixed[0], a.ndim - 1: fixed[1]})
-    normalizers = fit_dask(pipe, a, nlead, c, name)
+    normalizers, all_valid = _fit_dask(pipe, a, nlead, c, name)
+    if not all_valid and (len(a.chunks[-2]) > 1 or len(a.chunks[-1]) > 1):
+        warnings.warn(
+            f"{name!r} has invalid (NaN/fill) cells: its spatial chunks were merged into one per field so "
+            f"that gaps are filled from the whole field as in eager inference (block-wise filling differs "
+            f"near large gaps); chunk only its non-spatial dims to avoid this",
+            UserWarning,
+            stacklevel=5,
+        )
+        a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
     out = _region_graph(a, pipe, scale, cast, out_dt, periodic_x, nlead, c, normalizers, name)
     return out, normalizers
 
@@ -659,7 +671,21 @@ def _region_graph(
     mid = (0,) if c > 1 else ()
     leads = list(itertools.product(*(range(len(ch)) for ch in a.chunks[:nlead])))
     dsk: dict[Any, Any] = {pkey: workers.PipelineHandle(pipe, ptoken)}
-    for iy in range(len(ybounds) - 1):
+    whole = len(ybounds) == 2 and len(xbounds) == 2
+    if whole:  # one chunk per field: exactly the eager path (pipe.run)
+        for lead in leads:
+            dsk[(out_name, *lead, *mid, 0, 0)] = (
+                _field_task,
+                pkey,
+                (a.name, *lead, *mid, 0, 0),
+                normalizers,
+                cast,
+                nlead,
+                c,
+                periodic_x,
+                str(name),
+            )
+    for iy in range(0 if whole else len(ybounds) - 1):
         for ix in range(len(xbounds) - 1):
             region = (ybounds[iy], ybounds[iy + 1], xbounds[ix], xbounds[ix + 1])
             plan = pipe.plan_region((h, w), region, periodic_x)
@@ -690,6 +716,29 @@ def _region_graph(
     )
     graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[a])
     return dsa.Array(graph, out_name, chunks, meta=np.empty((0,) * a.ndim, out_dt))
+
+
+def _field_task(
+    handle: Any,
+    chunk: np.ndarray,
+    normalizers: list[Normalizer],
+    cast: Callable[[np.ndarray], np.ndarray],
+    nlead: int,
+    c: int,
+    periodic_x: bool,
+    desc: str,
+) -> np.ndarray:
+    """HR of whole fields (one spatial chunk) by :meth:`Pipeline.run`, as the eager path does.
+
+    Shape:
+        ``(*loop, [C,] H, W) -> (*loop, [C_out,] s·H, s·W)``.
+    """
+    from .. import workers
+
+    workers.limit_torch_threads()
+    lead = chunk.shape[:nlead]
+    y = handle.pipe.run(_to_block(chunk, nlead, c), normalizers, periodic_x=periodic_x, desc=desc)
+    return cast(_from_block(y, lead, c))
 
 
 def _region_task(
@@ -735,6 +784,11 @@ def fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> list
     Shape:
         ``a``: ``(*loop, [C,] H, W)``.
     """
+    return _fit_dask(pipe, a, nlead, c, name)[0]
+
+
+def _fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> tuple[list[Normalizer], bool]:
+    """:func:`fit_dask`, and whether every cell of ``a`` is valid (finite)."""
     import dask
     import dask.array as dsa
 
@@ -744,20 +798,23 @@ def fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> list
     recipe = None if pipe.norm_params else _DASK_STATS.get(kind)
     if recipe is None and not pipe.norm_params:
         warnings.warn(f"norm={kind!r} has no dask recipe: loading {name!r} once to fit it", stacklevel=5)
-        return [nz.fit(np.asarray(ch)) for nz, ch in zip(normalizers, chans)]
+        loaded = [np.asarray(ch) for ch in chans]
+        fitted = [nz.fit(v) for nz, v in zip(normalizers, loaded)]
+        return fitted, all(bool(np.isfinite(v).all()) for v in loaded)
     lazy = []
     for ch in chans:
         x = dsa.where(dsa.isfinite(ch), ch, np.nan).astype(np.float64)
         stats = recipe(x) if recipe is not None else {}
         lazy.append((dsa.isfinite(x).sum(), stats, dsa.nanmin(x), dsa.nanmax(x)))
     computed = dask.compute(*lazy)
+    all_valid = sum(int(count) for count, *_ in computed) == int(np.prod(a.shape, dtype=np.int64))
     for nz, (count, stats, lo, hi) in zip(normalizers, computed):
         if int(count) == 0:
             raise ValueError(f"variable {name!r} is all NaN/fill: nothing valid to downscale")
         if recipe is not None:
             nz.params = _DASK_FINISH[kind]({k: float(v) for k, v in stats.items()})
         nz.valid_range = (float(lo), float(hi))  # for clip=True, as Pipeline.fit records it
-    return normalizers
+    return normalizers, all_valid
 
 
 def _zscore_stats(x: Any) -> dict[str, Any]:
