@@ -33,6 +33,7 @@ serialized by the adapters' process-wide locks (:mod:`sciSR.io.locks`).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import socket
@@ -215,13 +216,47 @@ def check_writable_folder(out_dir: Path) -> None:
     os.unlink(probe)
 
 
-def _where() -> str:
+def _dask_worker_address() -> str | None:
+    """The address of the dask worker running the calling task, or ``None`` outside one."""
     try:
         from distributed import get_worker
 
         return str(get_worker().address)
     except (ImportError, ValueError):
-        return f"{socket.gethostname()}:{os.getpid()}"
+        return None
+
+
+_LOCAL_LOCK = threading.Lock()
+_LOCAL_USERS = [0, None]  # tasks inside _local_scheduler_on_worker, the scheduler setting before
+
+
+@contextlib.contextmanager
+def _local_scheduler_on_worker() -> Any:
+    """Inside a dask worker task: nested dask computations run on local threads.
+
+    Computations inside one file (lazy reads, block writes to open file handles) sent to the
+    distributed scheduler would need their targets pickled, which open files cannot be. The
+    worker's client is made first: made later (dask makes one to choose a store lock), it would
+    set the distributed scheduler as the default again. The setting is process-wide (dask's
+    configuration), so it is counted: set by the first of a worker's concurrent tasks, restored
+    by the last.
+    """
+    import dask
+    from distributed import get_client
+
+    get_client()
+    with _LOCAL_LOCK:
+        if _LOCAL_USERS[0] == 0:
+            _LOCAL_USERS[1] = dask.config.get("scheduler", None)
+            dask.config.set(scheduler="threads")
+        _LOCAL_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _LOCAL_LOCK:
+            _LOCAL_USERS[0] -= 1
+            if _LOCAL_USERS[0] == 0:
+                dask.config.set(scheduler=_LOCAL_USERS[1])
 
 
 def _what_was_written(result: Any) -> dict[str, dict[str, Any]]:
@@ -247,11 +282,15 @@ def _one_file(src: str, out: str, model: Any, scale: int, opts: dict[str, Any]) 
     from .batch_manifest import OUTPUT_HASH_LIMIT, SOURCE_HASH_LIMIT, fingerprint
 
     start, t0 = time.time(), time.perf_counter()
-    where = _where()
+    address = _dask_worker_address()
+    where = address or f"{socket.gethostname()}:{os.getpid()}"
     src_fp = None
     try:
         src_fp = fingerprint(src, SOURCE_HASH_LIMIT)
-        result = downscale(src, model=model, scale=scale, out=out, progress=False, **opts)
+        with contextlib.ExitStack() as stack:
+            if address is not None:
+                stack.enter_context(_local_scheduler_on_worker())
+            result = downscale(src, model=model, scale=scale, out=out, progress=False, **opts)
         variables = _what_was_written(result)
         out_fp = fingerprint(out, OUTPUT_HASH_LIMIT)
     except Exception as err:  # reported per file; the batch goes on
