@@ -39,6 +39,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -289,6 +290,9 @@ def _one_file(src: str, out: str, model: Any, scale: int, opts: dict[str, Any]) 
         src_fp = fingerprint(src, SOURCE_HASH_LIMIT)
         with contextlib.ExitStack() as stack:
             if address is not None:
+                from .workers import limit_torch_threads
+
+                limit_torch_threads()  # the host's cores shared among its workers' task threads
                 stack.enter_context(_local_scheduler_on_worker())
             result = downscale(src, model=model, scale=scale, out=out, progress=False, **opts)
         variables = _what_was_written(result)
@@ -498,16 +502,29 @@ def downscale_files(
 
     lock = threading.Lock()
     last_save = [0.0]
+    save_failed: list[str] = []
 
     def save(force: bool = False) -> None:
         # After every finished file; a manifest whose writing costs much (thousands of entries)
-        # is written at most every 10 x its writing time, and always at the end.
+        # is written at most every 10 x its writing time, and always at the end. A manifest that
+        # cannot be written (disk full) warns once; the job goes on (outputs are unaffected).
         if mpath is None:
             return
         with lock:
             now = time.monotonic()
             if force or now - last_save[0] >= 10 * book.last_save_seconds:
-                book.save()
+                try:
+                    book.save()
+                except OSError as err:
+                    if not save_failed:
+                        warnings.warn(
+                            f"cannot update the batch manifest {mpath} ({err.strerror or err}); the job "
+                            f"goes on, but --resume redoes the files finished since its last update",
+                            RuntimeWarning,
+                            stacklevel=2,
+                        )
+                    save_failed.append(str(err))
+                    return
                 last_save[0] = time.monotonic()
 
     save(force=True)

@@ -182,6 +182,28 @@ def test_disk_full_mid_write_fails_that_file_only(tmp_path, monkeypatch) -> None
     assert [_sha(p) for p in srcs] == before
 
 
+def test_manifest_that_cannot_be_updated_warns_and_the_job_goes_on(tmp_path, monkeypatch) -> None:
+    from sciSR.batch_manifest import Manifest
+
+    real_save, calls = Manifest.save, []
+
+    def save_once(self):  # the first write works, later ones meet a full disk
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(self)
+
+    monkeypatch.setattr(Manifest, "save", save_once)
+    srcs = _copies(tmp_path / "in", {"a.tif": TIF, "b.tif": TIF})
+    with pytest.warns(RuntimeWarning, match="cannot update the batch manifest"):
+        results = downscale_files(srcs, tmp_path / "out", "bicubic", 2, manifest=True)
+    assert all(r.ok for r in results)
+    assert [e["status"] for e in _manifest(tmp_path / "out")["entries"]] == ["pending", "pending"]
+    monkeypatch.setattr(Manifest, "save", real_save)
+    again = downscale_files(srcs, tmp_path / "out", "bicubic", 2, resume=True)
+    assert [r.status for r in again] == ["done", "done"]  # not recorded, so redone
+
+
 def test_mixed_grids_and_crs_in_one_batch(tmp_path) -> None:
     a = _tif(tmp_path / "geo.tif", "EPSG:4326", (10, 12), (5.0, 47.0), 0.1)
     b = _tif(tmp_path / "utm.tif", "EPSG:32633", (8, 6), (500000.0, 5200000.0), 1000.0)
