@@ -469,16 +469,26 @@ class Pipeline:
         """
         w = x.shape[-1]
         s = self.scale
-        z, valid = self._normalized(x, normalizers)
+        valid = np.isfinite(x)
         pad = 0
         if periodic_x:
             pad = min(self.halo, w)
-            z = np.concatenate([z[..., w - pad :], z, z[..., :pad]], axis=-1)
+            x = np.concatenate([x[..., w - pad :], x, x[..., :pad]], axis=-1)
+        z, _ = self._normalized(x, normalizers)
         tiler = self.tiler_for(x.shape[-2], z.shape[-1])
         y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
         if pad:
             y = y[..., pad * s : (pad + w) * s]
         return self._finish(y, valid, normalizers)
+
+    @property
+    def fill_reach(self) -> int:
+        """LR cells over which invalid cells take their nearest valid value (farther ones get 0).
+
+        The halo: a model whose receptive field is within the halo sees the same values as with an
+        unbounded nearest fill, and a block read with this margin is filled as the whole array is.
+        """
+        return max(int(self.halo), 1)
 
     def stream_tiler(self, h: int, w: int) -> Tiler:
         """Tiler of an ``h × w`` array processed region by region (chunks, streamed files).
@@ -516,8 +526,9 @@ class Pipeline:
         pad = min(self.halo, w) if periodic_x else 0
         tiler = self.stream_tiler(h, w + 2 * pad)
         wins = tiler.touching(tiler.windows(h, w + 2 * pad), (y0, y1, x0 + pad, x1 + pad))
-        by0, by1 = min(v.y0 for v in wins), max(v.y1 for v in wins)
-        bx0, bx1 = min(v.x0 for v in wins), max(v.x1 for v in wins)
+        m = self.fill_reach  # margin: invalid cells of the box are filled as in the whole array
+        by0, by1 = max(min(v.y0 for v in wins) - m, 0), min(max(v.y1 for v in wins) + m, h)
+        bx0, bx1 = max(min(v.x0 for v in wins) - m, 0), min(max(v.x1 for v in wins) + m, w + 2 * pad)
         cols: list[tuple[int, int]] = []  # padded columns bx0..bx1 -> source columns (wrapping)
         p = bx0
         while p < bx1:
@@ -541,8 +552,8 @@ class Pipeline:
 
         Returns:
             ``(B, C_out, s·(y1-y0), s·(x1-x0))`` float32, equal to that block of :meth:`run`
-            (invalid cells are filled from the box, not the whole array: blocks near large
-            invalid areas can differ where the nearest valid cell lies outside the box).
+            (the box includes the margin :attr:`fill_reach`, so invalid cells are filled as in
+            the whole array).
 
         Shape:
             ``(B, C, bh, bw) -> (B, C_out, s·(y1-y0), s·(x1-x0))``.
@@ -581,7 +592,7 @@ class Pipeline:
                 nz.forward(np.where(valid[:, ci], x[:, ci], 0).astype(np.float64)), dtype=np.float32
             )
             for bi in range(b):
-                z[bi, ci] = fill_invalid(zc[bi], valid[bi, ci])
+                z[bi, ci] = fill_invalid(zc[bi], valid[bi, ci], self.fill_reach)
         return z, valid
 
     def _finish(self, y: np.ndarray, valid: np.ndarray, normalizers: list[Normalizer]) -> np.ndarray:
@@ -629,7 +640,8 @@ class RegionPlan:
         pad: Columns of periodic padding on each side (0 unless the last axis wraps).
         tiler: The whole array's tiler.
         windows: The whole array's windows that touch the block (padded coordinates), in order.
-        box: ``(y0, y1, x0, x1)``: the LR box the windows cover (padded coordinates).
+        box: ``(y0, y1, x0, x1)``: the LR box read (padded coordinates): the windows' extent plus
+            :attr:`Pipeline.fill_reach` on each side, within the array.
         rows: LR rows to read (``box``'s rows).
         read: Column ranges ``(c0, c1)`` of the unpadded array to read and concatenate in order.
     """

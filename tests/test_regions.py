@@ -50,6 +50,36 @@ def test_regions_equal_whole_array(model, kw, periodic, recwarn):
     assert np.nanmax(np.abs(got - ref)) <= 1e-6
 
 
+@pytest.mark.parametrize("periodic", [False, True])
+def test_large_invalid_areas_fill_as_in_the_whole_array(periodic):
+    """A land mask covering half the field (and the wrap seam): blocks are filled as the whole array."""
+    rng = np.random.default_rng(3)
+    x = rng.random((1, 1, 90, 120)).astype(np.float32)
+    yy, xx = np.mgrid[:90, :120]
+    x[0, 0][(xx < 30) | (xx > 100) | ((yy - 45) ** 2 + (xx - 60) ** 2 < 400)] = np.nan
+    kw = {"tile": 24, "pretrained": False, "n_resgroups": 1, "n_resblocks": 1, "n_feats": 8}
+    pipe = Pipeline.build("rcan", 2, progress=False, **kw)
+    nz = pipe.fit(x)
+    ref = pipe.run(x, nz, periodic_x=periodic)
+    got = _by_regions(pipe, x, nz, periodic, 23, 31)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert np.nanmax(np.abs(got - ref)) <= 1e-6
+
+
+def test_fill_reach_bounds_the_nearest_fill():
+    from sciSR.masking import fill_invalid
+
+    x = np.arange(20, dtype=np.float32)[None].repeat(3, 0)
+    valid = np.zeros_like(x, bool)
+    valid[:, 0] = True
+    got = fill_invalid(x, valid, reach=4)
+    assert (got[:, :5] == 0).all() and (got[:, 5:] == 0).all()  # column 0 holds 0: all cells read 0
+    x[:, 0] = 7
+    got = fill_invalid(x, valid, reach=4)
+    assert (got[:, 1:5] == 7).all() and (got[:, 5:] == 0).all()
+    assert (fill_invalid(x, valid)[:, 5:] == 7).all()  # unbounded
+
+
 def test_interpolation_streams_in_windows():
     """A parameter-free model runs whole in one window but region by region in STREAM_TILE windows."""
     from sciSR import pipeline
