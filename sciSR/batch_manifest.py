@@ -257,10 +257,12 @@ class Manifest:
 
     def save(self) -> None:
         """Write the manifest to a temporary file beside it, flush it to disk and rename it into place."""
+        from . import interrupts
         from .io.safety import remove_path, temp_path
 
         t0 = time.perf_counter()
         tmp = temp_path(self.path)
+        token = interrupts.track(tmp, remove_path)  # removed when the command ends on a signal
         try:
             with open(tmp, "w") as f:
                 json.dump(self.to_json(), f, indent=1)
@@ -272,6 +274,8 @@ class Manifest:
         except BaseException:
             remove_path(tmp)
             raise
+        finally:
+            interrupts.untrack(token)
         self.last_save_seconds = time.perf_counter() - t0
 
 

@@ -407,11 +407,12 @@ class _Runner:
 
         return set(wait(pending, return_when=FIRST_COMPLETED).done)
 
-    def close(self, cancel: set[Any]) -> None:
+    def close(self, cancel: set[Any], wait: bool = True) -> None:
+        """Cancel the futures not started; ``wait``: for the running ones too (local threads)."""
         for f in cancel:
             f.cancel()
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def downscale_files(
@@ -534,6 +535,7 @@ def downscale_files(
 
     runner = _Runner(client, workers, retries)
     pending: dict[Any, tuple[int, int]] = {}
+    finished = False
     try:
         for i in todo:
             pending[runner.submit(str(paths[i]), outs[i], model, scale, opts)] = (i, 1)
@@ -553,8 +555,9 @@ def downscale_files(
                 save()
                 if on_result is not None:
                     on_result(r)
+        finished = True
     finally:
-        runner.close(set(pending))
+        runner.close(set(pending), wait=finished)  # interrupted (Ctrl-C): return without waiting
         save(force=True)
     remove_stale_temps(out_dir)
     final = [r for r in results if r is not None]

@@ -132,6 +132,23 @@ def test_resume_skips_finished_and_redoes_missing_corrupt_and_changed(tmp_path) 
     assert [r.status for r in again] == ["skipped"] * 5
 
 
+def test_resume_checks_zarr_store_outputs_file_by_file(tmp_path) -> None:
+    srcs = _copies(tmp_path / "in", {"a.tif": TIF, "b.tif": TIF})
+    out = tmp_path / "out"
+    downscale_files(srcs, out, "bicubic", 2, suffix=".zarr", manifest=True)
+    fp = _manifest(out)["entries"][0]["output_fingerprint"]
+    assert fp["files"] > 1 and "sha256" in fp
+    chunk = max((p for p in (out / "b_x2.zarr").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    st = chunk.stat()
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns))
+    results = downscale_files(srcs, out, "bicubic", 2, suffix=".zarr", resume=True)
+    assert [r.status for r in results] == ["skipped", "done"]
+    _same_values(out / "b_x2.zarr", out / "a_x2.zarr")
+
+
 def test_resume_redoes_everything_when_settings_change(tmp_path) -> None:
     srcs = _copies(tmp_path / "in", {"a.tif": TIF, "b.tif": TIF})
     downscale_files(srcs, tmp_path / "out", "bicubic", 2, manifest=True)
@@ -313,6 +330,22 @@ def test_cli_batch_folder_resume_and_summary(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "skip " in err and "done          1" in err and "skipped       1" in err
     assert (tmp_path / "out" / "b_x2.nii.gz").exists()
+
+
+@pytest.mark.slow
+def test_cli_workers_runs_on_a_local_cluster(tmp_path, capsys) -> None:
+    pytest.importorskip("dask.distributed")
+    _copies(tmp_path / "in", {"a.tif": TIF, "b.tif": TIF})
+    out = tmp_path / "out"
+    args = ["batch", str(tmp_path / "in" / "*.tif"), "-o", str(out), "-m", "bicubic", "-s", "2"]
+    assert main([*args, "--workers", "2"]) == 0
+    entries = _manifest(out)["entries"]
+    assert all(e["worker"].startswith("tcp://") for e in entries)
+    single = sciSR.downscale(sample_path(TIF), model="bicubic", scale=2)
+    for n in "ab":
+        np.testing.assert_array_equal(
+            sciSR.open(out / f"{n}_x2.tif")["band_data"].values, single["band_data"].values
+        )
 
 
 # ---- kills ---------------------------------------------------------------------------------------
