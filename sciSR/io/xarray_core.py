@@ -574,16 +574,7 @@ def _run_dask(
     if fixed != (a.chunks[-2], a.chunks[-1]):
         warnings.warn(_rechunk_message(pipe, a.chunks[-2:], fixed, name), UserWarning, stacklevel=5)
         a = a.rechunk({a.ndim - 2: fixed[0], a.ndim - 1: fixed[1]})
-    normalizers, all_valid = _fit_dask(pipe, a, nlead, c, name)
-    if not all_valid and (len(a.chunks[-2]) > 1 or len(a.chunks[-1]) > 1):
-        warnings.warn(
-            f"{name!r} has invalid (NaN/fill) cells: its spatial chunks were merged into one per field so "
-            f"that gaps are filled from the whole field as in eager inference (block-wise filling differs "
-            f"near large gaps); chunk only its non-spatial dims to avoid this",
-            UserWarning,
-            stacklevel=5,
-        )
-        a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
+    normalizers, _all_valid = _fit_dask(pipe, a, nlead, c, name)
     out = _region_graph(a, pipe, scale, cast, out_dt, periodic_x, nlead, c, normalizers, name)
     return out, normalizers
 

@@ -74,15 +74,13 @@ def test_cropped_espcn_periodic():
     assert np.max(np.abs(lazy.v.values - eager.v.values)) <= TOL
 
 
-def test_masked_field_merges_spatial_chunks(sst):
-    """Real SST with land: gaps are filled from the whole field, so spatial chunks are merged."""
-    model = _tiny_rcan()
+@pytest.mark.parametrize("model_name", ["rcan", "espcn"])
+def test_masked_field_stays_chunked_in_space(sst, model_name):
+    """Real SST with land (41 % of cells): spatial chunks stay, and gaps fill as in the whole field."""
+    model = _tiny_rcan() if model_name == "rcan" else "espcn"
     eager = sciSR.downscale(sst, model=model, scale=2, tile=24, progress=False)
-    with pytest.warns(UserWarning, match=r"invalid \(NaN/fill\) cells.*merged"):
-        lazy = sciSR.downscale(
-            sst.chunk({"TIME": 1, "COADSY": 25, "COADSX": 40}), model=model, scale=2, tile=24
-        )
-    assert lazy.SST.data.chunks == ((1, 1, 1), (180,), (360,))
+    lazy = sciSR.downscale(sst.chunk({"TIME": 1, "COADSY": 25, "COADSX": 40}), model=model, scale=2, tile=24)
+    assert lazy.SST.data.chunks[1:] == ((50,) * 3 + (30,), (80,) * 4 + (40,))
     got = lazy.SST.values
     np.testing.assert_array_equal(np.isnan(got), np.isnan(eager.SST.values))
     assert np.nanmax(np.abs(got - eager.SST.values)) <= TOL * 30  # °C up to 30
