@@ -99,8 +99,12 @@ def _validation_line(weights: Path, meta: dict, spec: dict, rec: dict) -> str:
     )
 
 
-def card(weights: Path, heldout: dict, device: str) -> str:
-    """Markdown model card of ``weights`` with the held-out result ``heldout``."""
+def card(weights: Path, heldout: dict, device: str, first_device: str | None = None) -> str:
+    """Markdown model card of ``weights`` with the held-out result ``heldout``.
+
+    ``device`` names where the (last) training stage ran, ``first_device`` the first stage of a
+    two-stage file (default: ``device``).
+    """
     sd, meta = read_state_dict(weights)
     spec = json.loads(meta["spec"])
     rec = json.loads(meta["training"])
@@ -117,23 +121,31 @@ def card(weights: Path, heldout: dict, device: str) -> str:
         else "default configuration"
     )
     parent = meta.get("scisr_finetuned_from")
-    start = f"fine-tuned from `{parent}_c1` (the shipped photo weights)" if parent else "from random init"
+    start = f"fine-tuned from `{parent}_c1` as the same run trained it" if parent else "from random init"
     first = json.loads(meta.get("scisr_first_stage", "null") or "null")
-    if first:  # a CPU continuation of GPU-trained weights
+    second = json.loads(meta.get("scisr_second_stage", "{}") or "{}")
+    if first:  # a second stage continued these weights
         fc = first["config"]
+        origin = f"fine-tuned from `{parent}_c1`" if parent else "from random init"
         start = (
-            f"stage 1 from random init: {fc['steps']:,} Adam steps, batch {fc['batch_size']}, HR patches "
+            f"stage 1 {origin}: {fc['steps']:,} Adam steps, batch {fc['batch_size']}, HR patches "
             f"{fc['patch']}×{fc['patch']}, lr {fc['lr']:g} (cosine), {first['precision']} autocast, "
-            f"{first['seconds'] / 60:.1f} min on {device}; stage 2 continued on the CPU "
-            f"(texture filter min_std={cfg['min_std']}, so flat patches are seen too"
-            + (
-                "; each photo scaled to [0, 1] by its own min/max, as downscale scales a field, so "
-                "zero-valued regions are seen too)"
-                if json.loads(meta.get("scisr_second_stage", "{}")).get("stretch")
-                else ")"
-            )
+            f"{first['seconds'] / 60:.1f} min on {first_device or device}; "
         )
-        device = "the CPU (2 cores)"
+        if second.get("device", "cpu").startswith("cuda"):  # train_zoo.py --continue-shipped
+            start += "stage 2 continued from the stage-1 file on the same GPU kind"
+        else:  # continue_photos.py
+            start += (
+                f"stage 2 continued on the CPU (texture filter min_std={cfg['min_std']}, so flat patches "
+                "are seen too"
+                + (
+                    "; each photo scaled to [0, 1] by its own min/max, as downscale scales a field, so "
+                    "zero-valued regions are seen too)"
+                    if second.get("stretch")
+                    else ")"
+                )
+            )
+            device = "the CPU (2 cores)"
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     lines = [
         f"# Model card: `{weights.stem}`",
@@ -179,8 +191,9 @@ def main() -> None:
     ap.add_argument("weights", type=Path)
     ap.add_argument("heldout", type=Path)
     ap.add_argument("--device", default="one NVIDIA H200 GPU (shared by 4 training jobs)")
+    ap.add_argument("--first-device", default=None, help="where stage 1 ran (two-stage files)")
     args = ap.parse_args()
-    sys.stdout.write(card(args.weights, json.loads(args.heldout.read_text()), args.device))
+    sys.stdout.write(card(args.weights, json.loads(args.heldout.read_text()), args.device, args.first_device))
 
 
 if __name__ == "__main__":

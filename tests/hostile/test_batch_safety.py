@@ -115,4 +115,4 @@ def test_corrupt_and_missing_inputs_fail_alone_with_exit_1(guard, capsys) -> Non
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "scisr: error: 2 of 3 files failed (listed above)"
     assert sum(line.startswith("ERR") for line in err) == 2
-    assert _listing(out) == ["good_x2.nc"]
+    assert _listing(out) == ["good_x2.nc", "scisr-manifest.json"]
