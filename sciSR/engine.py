@@ -139,16 +139,21 @@ def available_memory() -> float:
     return free if math.isfinite(free) else 4.0 * 2**30
 
 
+#: Largest CPU tile budget by default (bytes): tiles of ~500 LR px for a ×4 RCAN already run at full
+#: speed, and a bounded working set keeps streamed files and dask workers within a known memory.
+CPU_BUDGET_CAP = 1.0 * 2**30
+
+
 def default_budget(device: torch.device) -> float:
     """Memory for one batch of tiles: ``SCISR_MEMORY_BUDGET`` (bytes) if set, else half the free
-    GPU memory, or a quarter of the available RAM (at most 8 GiB) on the CPU."""
+    GPU memory, or a quarter of the available RAM (at most :data:`CPU_BUDGET_CAP`) on the CPU."""
     env = os.environ.get("SCISR_MEMORY_BUDGET")
     if env:
         return float(env)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
         return 0.5 * free
-    return min(0.25 * available_memory(), 8.0 * 2**30)
+    return min(0.25 * available_memory(), CPU_BUDGET_CAP)
 
 
 @dataclass

@@ -57,10 +57,10 @@ def test_budget_follows_the_environment_and_available_memory(monkeypatch) -> Non
     monkeypatch.setenv("SCISR_MEMORY_BUDGET", "123456789")
     assert engine.default_budget(torch.device("cpu")) == 123456789.0
     monkeypatch.delenv("SCISR_MEMORY_BUDGET")
-    monkeypatch.setattr(engine, "available_memory", lambda: 8.0 * 2**30)
-    assert engine.default_budget(torch.device("cpu")) == 2.0 * 2**30  # a quarter of what is free
+    monkeypatch.setattr(engine, "available_memory", lambda: 2.0 * 2**30)
+    assert engine.default_budget(torch.device("cpu")) == 0.5 * 2**30  # a quarter of what is free
     monkeypatch.setattr(engine, "available_memory", lambda: 400.0 * 2**30)
-    assert engine.default_budget(torch.device("cpu")) == 8.0 * 2**30  # capped
+    assert engine.default_budget(torch.device("cpu")) == engine.CPU_BUDGET_CAP == 2**30  # capped
 
 
 def test_auto_tile_size_fits_the_budget_and_scales_with_it() -> None:
