@@ -45,6 +45,8 @@ def downscale(
     dtype: Any = None,
     blend: str | None = None,
     clip: bool | str | None = "auto",
+    constraint: Any = None,
+    constraint_degradation: str | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """Super-resolve ``data`` by an integer ``scale`` and return the same kind of object.
@@ -88,6 +90,17 @@ def downscale(
         clip: Clip each output channel to the range of the valid input values (removes the
             over- and undershoot of sharp edges). ``"auto"``: on for NIfTI (MRI magnitude
             images), off elsewhere.
+        constraint: Consistency constraint applied to the output in data units so that coarsening it
+            returns the input (Harder et al. 2023; see :mod:`sciSR.constraints` and
+            ``docs/constraints.md``): ``"add"`` (any field), ``"mult"`` or ``"softmax"``
+            (non-negative fields: precipitation), a :class:`sciSR.constraints.Constraint`, or
+            ``"none"``. ``None``: the constraint recorded with the weights, else none. Area weights
+            (``cos φ`` or cell areas) are used on latitude/longitude grids. Recorded in the output
+            attrs (``scisr_constraint``).
+        constraint_degradation: The coarsening the constraint reproduces: ``"area"`` (block mean, the
+            default unless the weights record another) or, for ``"add"``, a linear operator of
+            :mod:`sciSR.train.degrade` (``"gaussian"``, ``"slice"``, ``"bicubic"``...: least-norm
+            projection on whole fields).
         **model_kwargs: Architecture options (``in_channels``, ``pretrained=False``, sizes...).
 
     Returns:
@@ -112,6 +125,8 @@ def downscale(
         blend=blend,
         clip=clip,
     )
+    if constraint is not None or constraint_degradation is not None:
+        opts.update(constraint=constraint, constraint_degradation=constraint_degradation)
     if isinstance(data, (str, Path)):
         from .io import downscale_path
 

@@ -8,6 +8,7 @@ with normalizers fitted once on the whole variable (never per tile or per chunk)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ PIPELINE_OPTS = (
     "progress",
     "blend",
     "clip",
+    "constraint",
+    "constraint_degradation",
 )
 
 
@@ -318,6 +321,8 @@ class Pipeline:
     clip: bool = False
     weights: Any = None
     model_reason: str = "model given by the caller"
+    constraint: Any = None
+    area_weights: Any = None
     _record_attrs: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -340,6 +345,8 @@ class Pipeline:
         clip: bool | str | None = "auto",
         default_norm: str | None = None,
         default_clip: bool = False,
+        constraint: Any = None,
+        constraint_degradation: str | None = None,
         **model_kwargs: Any,
     ) -> Pipeline:
         """Resolve the model, engine and settings of one call.
@@ -353,6 +360,10 @@ class Pipeline:
         ``model="auto"`` picks the model by :func:`sciSR.models.catalog.choose_model` for the
         data's kind ``data_domain`` (``(kind or None, evidence)`` from
         :func:`sciSR.models.domains.detect_domain`; ``None`` for bare arrays).
+        ``constraint`` (``"add"``, ``"mult"``, ``"softmax"``, a :class:`sciSR.constraints.Constraint`,
+        ``"none"``; ``None``: the one recorded in the weights' metadata, else none) is applied to the
+        output in data units so that coarsening it by ``constraint_degradation`` (default: the
+        weights' record, else ``"area"``, the area-weighted block mean) returns the input.
         """
         clip = resolve_clip(clip, default_clip)
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
@@ -395,7 +406,59 @@ class Pipeline:
                 norm = default_norm
             else:
                 norm = "minmax" if learned else None
-        return cls(net, scale, engine, tile, halo, blend, norm, norm_params, clip, record, reason)
+        cons = _resolve_constraint(constraint, constraint_degradation, meta)
+        return cls(
+            net, scale, engine, tile, halo, blend, norm, norm_params, clip, record, reason, constraint=cons
+        )
+
+    def with_area_weights(self, weights: Any) -> Pipeline:
+        """This pipeline (same model object) with HR area weights of one field for the constraint.
+
+        Args:
+            weights: :class:`sciSR.constraints.AreaWeights` of the whole field, or ``None`` (uniform).
+        """
+        if weights is self.area_weights:
+            return self
+        return dataclasses.replace(self, area_weights=weights)
+
+    def constraint_attrs(self) -> dict[str, str]:
+        """``scisr_constraint`` for the output attrs (empty without a constraint)."""
+        return {} if self.constraint is None else self.constraint.attrs(self.area_weights)
+
+    def check_constraint(self, normalizers: list[Normalizer], name: Any = "the field") -> None:
+        """Refuse negative data for ``mult``/``softmax`` (from the fitted value ranges of the whole field).
+
+        Raises:
+            ValueError: A negative valid value with a non-negative constraint (names ``add`` as the fix).
+        """
+        if self.constraint is None:
+            return
+        for nz in normalizers:
+            rng = getattr(nz, "valid_range", None)
+            self.constraint.check_input(None if rng is None else rng[0], f"{name!s}")
+
+    def _constrain(self, out: np.ndarray, x: np.ndarray, hr_origin: tuple[int, int]) -> np.ndarray:
+        """Apply the constraint to an HR block ``out`` whose LR cells are ``x`` (data units).
+
+        ``hr_origin`` is the HR (row, column) of the block's first cell in the whole field (for the
+        area weights).
+
+        Shape:
+            ``(B, C, s·h, s·w), (B, C, h, w) -> (B, C, s·h, s·w)``.
+        """
+        cons = self.constraint
+        if cons is None:
+            return out
+        if out.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"constraint='{cons.kind}' needs as many output as input channels; the model maps "
+                f"{x.shape[1]} to {out.shape[1]}"
+            )
+        r0, c0 = hr_origin
+        w = None
+        if self.area_weights is not None and cons.local:
+            w = self.area_weights.block(r0, r0 + out.shape[-2], c0, c0 + out.shape[-1])
+        return np.asarray(cons.apply(out, x, self.scale, w), dtype=np.float32)
 
     def record_attrs(self) -> dict[str, str]:
         """Output attrs naming the weights (file, tag, sha256) and why the model was chosen.
@@ -469,6 +532,7 @@ class Pipeline:
         """
         w = x.shape[-1]
         s = self.scale
+        x_lr = x
         valid = np.isfinite(x)
         pad = 0
         if periodic_x:
@@ -479,6 +543,9 @@ class Pipeline:
         y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
         if pad:
             y = y[..., pad * s : (pad + w) * s]
+        if self.constraint is not None:
+            self.check_constraint(normalizers)
+            return self._constrain(self._finish(y, valid, normalizers), x_lr, (0, 0))
         return self._finish(y, valid, normalizers)
 
     @property
@@ -575,7 +642,17 @@ class Pipeline:
             desc=desc,
         ).numpy()
         ky0, kx0 = y0 - by0, x0 + plan.pad - bx0
-        valid = np.isfinite(x_box[..., ky0 : ky0 + (y1 - y0), kx0 : kx0 + (x1 - x0)])
+        x_lr = x_box[..., ky0 : ky0 + (y1 - y0), kx0 : kx0 + (x1 - x0)]
+        valid = np.isfinite(x_lr)
+        if self.constraint is not None:
+            if not self.constraint.local:
+                raise ValueError(
+                    f"constraint degradation '{self.constraint.degradation}' is not local: its projection "
+                    f"needs the whole field; process fields whole (one spatial chunk) or use 'area'"
+                )
+            self.check_constraint(normalizers)
+            s = self.scale
+            return self._constrain(self._finish(y, valid, normalizers), x_lr, (y0 * s, x0 * s))
         return self._finish(y, valid, normalizers)
 
     def _normalized(self, x: np.ndarray, normalizers: list[Normalizer]) -> tuple[np.ndarray, np.ndarray]:
@@ -624,6 +701,21 @@ class Pipeline:
             )
         out = np.where(hr_valid, out, np.float32(np.nan))
         return out.astype(np.float32, copy=False)
+
+
+def _resolve_constraint(constraint: Any, degradation: str | None, meta: dict[str, Any]) -> Any:
+    """The call's :class:`sciSR.constraints.Constraint` (or ``None``): ``constraint`` when given,
+    else the one recorded in the weights' metadata; ``degradation`` overrides the recorded operator."""
+    from . import constraints
+
+    if constraint is None:
+        recorded = constraints.from_metadata(meta)
+        if recorded is None or degradation is None:
+            return recorded
+        return constraints.get_constraint(recorded.kind, degradation)
+    if degradation is None and isinstance(constraint, str) and meta.get("scisr_constraint_degradation"):
+        degradation = str(meta["scisr_constraint_degradation"])
+    return constraints.get_constraint(constraint, degradation)
 
 
 #: LR window size of parameter-free models when an array is processed region by region.

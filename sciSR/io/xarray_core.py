@@ -102,6 +102,7 @@ def downscale_dataset(
         refined.update(grid.refine(scale))
     spatial = {d for dims in grids for d in dims}
     model_name = pipeline_model_name(pipe)
+    pipes = {dims: _with_area_weights(pipe, grid, scale) for dims, grid in grids.items()}
 
     data_vars: dict[Hashable, xr.Variable] = {}
     dropped: list[str] = []
@@ -111,7 +112,7 @@ def downscale_dataset(
             wrap = grid.periodic_x if periodic is None else bool(periodic)
             data_vars[name] = downscale_variable(
                 var,
-                pipe,
+                pipes[selected[name]],
                 scale,
                 grid.dims,
                 dtype=dtype,
@@ -152,6 +153,16 @@ def downscale_dataset(
     if "unlimited_dims" in ds.encoding:
         out.encoding["unlimited_dims"] = set(ds.encoding["unlimited_dims"]) - spatial
     return out
+
+
+def _with_area_weights(pipe: Pipeline, grid: Grid, scale: int) -> Pipeline:
+    """``pipe`` with the HR area weights of ``grid`` when it applies a block-mean constraint."""
+    cons = getattr(pipe, "constraint", None)
+    if cons is None or not cons.local:
+        return pipe
+    from ..constraints import area_weights_for_grid
+
+    return pipe.with_area_weights(area_weights_for_grid(grid, scale))
 
 
 def with_source_bounds(ds: xr.Dataset, dims: set[str]) -> xr.Dataset:
@@ -449,6 +460,7 @@ def downscale_variable(
     attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
     attrs.update(weights_attrs(pipe))
     attrs.update(norm_attrs(normalizers))
+    attrs.update(getattr(pipe, "constraint_attrs", dict)())
     encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}
     if packing is not None:
         attrs.update(packing.attrs())
@@ -521,6 +533,7 @@ def _run_eager(
     if not np.isfinite(block).any():
         raise ValueError(f"variable {name!r} is all NaN/fill: nothing valid to downscale")
     normalizers = pipe.fit(block)
+    _check_constraint(pipe, normalizers, name)
     h, w = block.shape[-2:]
     per_item = max(1, c * h * w * scale * scale * 4)
     step = max(1, _EAGER_BATCH_BYTES // per_item)
@@ -575,8 +588,24 @@ def _run_dask(
         warnings.warn(_rechunk_message(pipe, a.chunks[-2:], fixed, name), UserWarning, stacklevel=5)
         a = a.rechunk({a.ndim - 2: fixed[0], a.ndim - 1: fixed[1]})
     normalizers, _all_valid = _fit_dask(pipe, a, nlead, c, name)
+    _check_constraint(pipe, normalizers, name)
+    cons = getattr(pipe, "constraint", None)
+    if cons is not None and not cons.local and (len(a.chunks[-2]) > 1 or len(a.chunks[-1]) > 1):
+        warnings.warn(
+            f"{name!r}: constraint degradation '{cons.degradation}' needs whole fields; spatial chunks "
+            f"were merged (use constraint_degradation='area' to keep them)",
+            UserWarning,
+            stacklevel=5,
+        )
+        a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
     out = _region_graph(a, pipe, scale, cast, out_dt, periodic_x, nlead, c, normalizers, name)
     return out, normalizers
+
+
+def _check_constraint(pipe: Pipeline, normalizers: list[Normalizer], name: Hashable) -> None:
+    check = getattr(pipe, "check_constraint", None)
+    if check is not None:
+        check(normalizers, f"variable {name!r}")
 
 
 def spatial_chunks(
