@@ -28,6 +28,7 @@ _EXPORTS = {
     "metrics": "metrics",
     "train": "train",
     "finetune": "train.api:finetune",
+    "evaluate": "evaluation.core:evaluate",
     "data": "data",
 }
 
