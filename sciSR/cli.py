@@ -411,6 +411,10 @@ from .cli_train import register as _register_training  # noqa: E402
 
 _register_training(cli)
 
+from .cli_evaluate import register as _register_evaluate  # noqa: E402
+
+_register_evaluate(cli)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``scisr`` console script (and of ``python -m sciSR``).
