@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -353,7 +354,7 @@ def _softmax(y: Any, x: Any, s: int, w: Any) -> Any:
 _LAYERS = {"add": _add, "mult": _mult, "softmax": _softmax}
 
 
-def axis_matrix(method: str, n: int, scale: int, axis: int, **options: Any) -> np.ndarray | None:
+def axis_matrix(method: str, n: int, scale: int, dim: int, **options: Any) -> np.ndarray | None:
     """The ``(n // s, n)`` matrix of a separable linear degradation along one axis (``None``: the
     axis is not reduced).
 
@@ -369,7 +370,7 @@ def axis_matrix(method: str, n: int, scale: int, axis: int, **options: Any) -> n
     import torch
 
     dg = importlib.import_module("sciSR.train.degrade")
-    if axis not in dg.reduced_axes(method, **options):
+    if dim not in dg.reduced_axes(method, **options):
         return None
     if method == "gaussian":
         sig = options.get("sigma")
@@ -387,7 +388,7 @@ def axis_matrix(method: str, n: int, scale: int, axis: int, **options: Any) -> n
     eye = torch.eye(n, dtype=torch.float64)
     # impulses along the axis, constant along the other one (2·s wide: torch's antialiased bicubic
     # mishandles an output size of 1)
-    if axis == -2:
+    if dim == -2:
         probe = eye[:, None, :, None].expand(n, 1, n, 2 * scale).contiguous()
         out = dg.degrade(probe, scale, method, **options)  # (n, 1, n/s, 2)
         return np.ascontiguousarray(out[:, 0, :, 0].T.numpy())
@@ -401,6 +402,15 @@ def _pinv_rows(a: np.ndarray) -> np.ndarray:
     return np.linalg.solve(a @ a.T, a).T
 
 
+@lru_cache(maxsize=32)
+def _axis_operator(
+    method: str, n: int, s: int, dim: int, options: tuple[tuple[str, Any], ...]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(A, Aᵀ(AAᵀ)⁻¹)`` of one axis (cached: training applies the same operator every step)."""
+    a = axis_matrix(method, n, s, dim, **dict(options))
+    return None if a is None else (a, _pinv_rows(a))
+
+
 def _project(y: Any, x: Any, s: int, method: str, options: dict[str, Any]) -> Any:
     """Least-norm projection ``y + Aᵀ(AAᵀ)⁻¹(x − Ay)`` for a separable linear degradation."""
     import torch
@@ -411,18 +421,19 @@ def _project(y: Any, x: Any, s: int, method: str, options: dict[str, Any]) -> An
             f"cells; use constraint_degradation='area' for masked fields"
         )
     h, w = y.shape[-2:]
-    mats = [axis_matrix(method, n, s, ax, **options) for n, ax in ((h, -2), (w, -1))]
+    key = tuple(sorted(options.items()))
+    pairs = [_axis_operator(method, n, s, ax, key) for n, ax in ((h, -2), (w, -1))]
     ay = y
-    for mat, dim in zip(mats, (-2, -1)):
-        if mat is not None:
-            m = torch.as_tensor(mat, dtype=y.dtype, device=y.device)
+    for pair, dim in zip(pairs, (-2, -1)):
+        if pair is not None:
+            m = torch.as_tensor(pair[0], dtype=y.dtype, device=y.device)
             ay = m @ ay if dim == -2 else ay @ m.T
     if tuple(ay.shape) != tuple(x.shape):
         raise ValueError(f"coarsened HR shape {tuple(ay.shape)} differs from the LR shape {tuple(x.shape)}")
     r = x - ay
-    for mat, dim in zip(mats, (-2, -1)):
-        if mat is not None:
-            p = torch.as_tensor(_pinv_rows(mat), dtype=y.dtype, device=y.device)
+    for pair, dim in zip(pairs, (-2, -1)):
+        if pair is not None:
+            p = torch.as_tensor(pair[1], dtype=y.dtype, device=y.device)
             r = p @ r if dim == -2 else r @ p.T
     return y + r
 

@@ -85,6 +85,13 @@ class TrainConfig:
         perceptual_weight: Weight of perceptual/texture terms.
         vgg_weights: VGG19 weight file for perceptual and texture losses.
         d_lr: Discriminator learning rate (default ``lr``).
+        constraint: Consistency layer applied to the network output in training and validation
+            (Harder et al. 2023; :mod:`sciSR.constraints`): ``"add"``, ``"mult"`` or ``"softmax"``
+            (``mult``/``softmax`` need ``degradation="area"``; ``add`` also projects onto the other
+            linear degradations). It acts in the training data's units (normalized: for ``add`` the
+            same as data units under an affine normalization; ``mult``/``softmax`` need the
+            normalization to keep 0 at 0). The saved weights record it, so ``downscale`` applies it
+            with them by default.
         extra: Free-form record (stored with the weights).
     """
 
@@ -121,6 +128,7 @@ class TrainConfig:
     perceptual_weight: float = 1.0
     vgg_weights: str | None = None
     d_lr: float | None = None
+    constraint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -177,6 +185,53 @@ def check_config(config: TrainConfig) -> None:
         raise ValueError(f"ema must be a decay in [0, 1), got {config.ema}")
     if config.lr <= 0 or config.lr_min < 0:
         raise ValueError(f"lr must be > 0 and lr_min >= 0, got {config.lr}, {config.lr_min}")
+    train_constraint(config)
+
+
+def train_constraint(config: TrainConfig) -> Any:
+    """The :class:`sciSR.constraints.Constraint` of ``config`` (``None`` without one): its
+    ``constraint`` with the training ``degradation`` and that degradation's options.
+
+    Raises:
+        ValueError: Unknown constraint, or one that the degradation does not support.
+    """
+    from ..constraints import get_constraint
+    from .degrade import _lookup
+
+    if config.constraint is None:
+        return None
+    allowed = _lookup(config.degradation).options
+    opts = {k: v for k, v in (config.degrade_options or {}).items() if k in allowed}
+    return get_constraint(config.constraint, config.degradation, **opts)
+
+
+class _Constrained(nn.Module):
+    """``constraint(net(lr), lr)``: a network with its consistency layer (validation in training)."""
+
+    def __init__(self, net: nn.Module, constraint: Any, scale: int) -> None:
+        super().__init__()
+        self.net, self.constraint, self.scale = net, constraint, scale
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return _constrain_outputs(self.constraint, self.net(lr), lr, self.scale)
+
+
+def _constrain_outputs(constraint: Any, outputs: Any, lr: torch.Tensor, scale: int) -> Any:
+    """The constraint applied to every output at the full scale (multi-output nets: each one).
+
+    Shape:
+        outputs ``(N, C, s·h, s·w)`` (or a list of them), lr ``(N, C, h, w)`` -> as outputs.
+    """
+    if constraint is None:
+        return outputs
+    full = (lr.shape[-2] * scale, lr.shape[-1] * scale)
+
+    def one(o: torch.Tensor) -> torch.Tensor:
+        if tuple(o.shape[-2:]) != full:
+            return o
+        return constraint.apply(o, lr.to(o.dtype), scale)
+
+    return [one(o) for o in outputs] if isinstance(outputs, (list, tuple)) else one(outputs)
 
 
 class EMA:
@@ -415,7 +470,8 @@ def fit(
         config: Hyper-parameters.
         val_images: Held-out fields validated every ``config.val_every`` steps.
         out: Safetensors path for the trained (EMA) weights, with the record in the metadata.
-        metadata: Extra metadata strings stored with the weights (e.g. normalization statistics).
+        metadata: Extra metadata strings stored with the weights (e.g. normalization statistics);
+            with ``config.constraint`` the constraint's keys (``scisr_constraint``...) are added to it.
         log: Called with each record as a JSON line (default: nothing; progress shows on stderr).
         lr_images: LR fields paired with ``images`` (DIV2K ``LR_bicubic``); no degradation then.
         checkpoint: Path of a resumable checkpoint written every ``config.checkpoint_every`` steps
@@ -450,6 +506,9 @@ def fit(
     if channels_last is None:  # NHWC: faster on CUDA and for oneDNN's bf16 convolutions
         channels_last = precision != "fp32" or device.type == "cuda"
     in_channels = int(np.asarray(images[0]).shape[0]) if np.asarray(images[0]).ndim == 3 else 1
+    constraint = train_constraint(config)
+    if constraint is not None and metadata is not None:
+        metadata.update(constraint.metadata())  # the caller's record names the layer too
     objective = build_objective(
         config.loss,
         scale=scale,
@@ -538,6 +597,7 @@ def fit(
             with _autocast(device, precision):
                 outputs = _model_outputs(model, lr_t)
             outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+            outputs = _constrain_outputs(constraint, outputs, lr_t.float(), scale)
             loss, _logs = objective(outputs, hr_t)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -573,6 +633,7 @@ def fit(
                 }
                 if do_val:
                     net = ema.model if ema is not None else model
+                    net = net if constraint is None else _Constrained(net, constraint, scale)
                     rec.update(
                         evaluate(
                             net,
@@ -617,6 +678,8 @@ def fit(
         from ..models.weights_io import save_weights
 
         meta = {"scisr_norm": "minmax", **(metadata or {})}
+        if constraint is not None:
+            meta.update(constraint.metadata())
         meta["training"] = json.dumps({k: v for k, v in record.items() if k != "model"}, default=str)
         save_weights(final.cpu(), out, meta)
         final.to(device)
