@@ -68,3 +68,31 @@ def test_every_docs_page_is_in_nav_or_excluded() -> None:
 def test_public_name_in_api_reference(name: str) -> None:
     text = (DOCS / "api.md").read_text(encoding="utf-8")
     assert f"`sciSR.{name}`" in text, f"sciSR.{name} is public but docs/api.md does not document it"
+
+
+def test_sphinx_roles_become_code_spans() -> None:
+    pytest.importorskip("griffe")  # docs extra
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sphinx_roles", DOCS / "hooks" / "sphinx_roles.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = "See :func:`sciSR.list_models`, :class:`~sciSR.models.base.SRModel` and :mod:`x <sciSR.io>`."
+    assert mod.roles_to_code(text) == "See `sciSR.list_models`, `SRModel` and `x`."
+    assert mod.roles_to_code("``plain`` code, no role") == "``plain`` code, no role"
+
+
+SNIPPET_PAGES = ["index.md", "getting-started.md", "howto-climate.md", "howto-geospatial.md", "howto-mri.md"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", SNIPPET_PAGES)
+def test_page_python_snippets_run(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ```python block of the page runs as pasted, in an empty folder, on the shipped samples."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SCISR_NO_PROGRESS", "1")
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(encoding="utf-8"), flags=re.S)
+    assert blocks, f"{page} has no python snippet"
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/{page}[{i}]", "exec"), {"__name__": "__main__"})
