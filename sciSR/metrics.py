@@ -787,8 +787,9 @@ def crps_ensemble(
     Fair (``fair=True``; Ferro 2014): the second term divided by ``2m(m−1)`` instead, an unbiased
     estimate of the CRPS the ensemble's parent distribution would get (it does not reward small
     ensembles for being under-dispersed). ``Σ_i Σ_j |x_i − x_j|`` is evaluated exactly from the
-    sorted members as ``2 Σ_i (2i − m − 1) x_(i)``. For one member the standard CRPS is the MAE;
-    the standard CRPS of any ensemble is at most the MAE of its mean.
+    sorted members as ``2 Σ_i (2i − m − 1) x_(i)``. The standard CRPS is at most the members'
+    mean absolute error (its first term); that it is below the MAE of the ensemble *mean* is a
+    property of a useful ensemble, not a theorem.
 
     Args:
         ens: Members on ``member_axis``.
