@@ -593,6 +593,42 @@ def downscale_path(
         out_adapter.check_writable(ds, variables, dtype, scale)
     pipe_opts, adapter_opts, model_kwargs = _split_options(adapter, opts)
     pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs, ds, variables)
+    streamed = out is not None and _streams(adapter, ds)
+    if streamed:
+        from .streaming import STREAMED_FORMATS, check_disk_space, chunk_for_streaming
+
+        assert out is not None
+        check_disk_space(ds, variables, dtype, scale, out)
+        ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name])
+    with _gdal_cache(streamed):
+        return _downscale_and_write(
+            p, adapter, ds, pipe, scale, variables, dtype, adapter_opts, out, out_adapter
+        )
+
+
+def _gdal_cache(streamed: bool) -> Any:
+    import contextlib
+
+    if not streamed:
+        return contextlib.nullcontext()
+    from .streaming import limited_gdal_cache
+
+    return limited_gdal_cache()
+
+
+def _downscale_and_write(
+    p: Path,
+    adapter: Adapter,
+    ds: xr.Dataset,
+    pipe: Pipeline,
+    scale: int,
+    variables: str | list[str] | None,
+    dtype: Any,
+    adapter_opts: dict[str, Any],
+    out: Path | None,
+    out_adapter: Adapter | None,
+) -> xr.Dataset:
+    """The downscale and the atomic write of :func:`downscale_path`."""
     try:
         result = adapter.downscale(ds, pipe, scale, variables=variables, dtype=dtype, **adapter_opts)
         if out is not None and not _has_dask(result):
@@ -604,13 +640,26 @@ def downscale_path(
     if out is not None:
         assert out_adapter is not None
         writer = out_adapter
-        write_atomic(
-            out,
-            lambda tmp: writer.write(result, tmp),
-            sources=[p],
-            directory_store=is_directory_store(out_adapter),
-        )
+        from .streaming import PROGRESS
+
+        token = PROGRESS.set(pipe.engine.progress)
+        try:
+            write_atomic(
+                out,
+                lambda tmp: writer.write(result, tmp),
+                sources=[p],
+                directory_store=is_directory_store(out_adapter),
+            )
+        finally:
+            PROGRESS.reset(token)
     return result
+
+
+def _streams(adapter: Adapter, ds: xr.Dataset) -> bool:
+    """Whether a file-to-file call streams ``ds`` (its format is read lazily by windows or chunks)."""
+    from .streaming import STREAMED_FORMATS
+
+    return adapter.name in STREAMED_FORMATS and ds.attrs.get("scisr_format") == adapter.name
 
 
 def _is_read_error(exc: BaseException) -> bool:

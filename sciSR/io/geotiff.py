@@ -36,6 +36,7 @@ import xarray as xr
 from ..grid import STORAGE_ULPS, irregular_figures, regular_fit, storage_ulp
 from ._stack import dataset_attrs, run_block, sr_attrs
 from .base import Adapter, register_adapter
+from .streaming import is_dask
 from .xarray_core import output_dtype
 
 if TYPE_CHECKING:
@@ -553,6 +554,13 @@ def _check_memory(ds: xr.Dataset, names: list[str], pipe: Pipeline, scale: int, 
             src = source_dtype(da)
             out = output_dtype(src, dtype)
             out_size = out.itemsize + 4 + (8 if out.kind in "iu" else 0)  # stacked copy, float64 cast staging
+            if da.chunks is not None:  # streamed: region by region (STREAM_WORKERS blocks at once)
+                from .streaming import STREAM_WORKERS, region_grid
+
+                rows, cols = region_grid(pipe, (da.sizes["y"], da.sizes["x"]))
+                block = c * max(b - a for a, b in rows) * max(b - a for a, b in cols)
+                plans.append(memory.VarPlan(block, block, 8, out_size, 4, True, STREAM_WORKERS))
+                continue
             block = c * da.sizes["y"] * da.sizes["x"]
             plans.append(memory.VarPlan(int(da.size), block, src.itemsize + 2, out_size, da.dtype.itemsize))
         return plans
@@ -571,18 +579,10 @@ def _downscale_var(
     Shape:
         ``(..., y, x) -> (..., s·y, s·x)`` (the channel dim takes the model's output count).
     """
-    lead = [d for d in da.dims if d not in ("y", "x")]
+    lead, cdim = _layout(da, pipe, channel_dim)
     c = pipe.in_channels
-    cdim = None
-    if c > 1:
-        cdim = channel_dim or ("band" if "band" in lead else None)
-        if cdim is None or cdim not in lead or da.sizes[cdim] != c:
-            have = {d: da.sizes[d] for d in lead}
-            raise ValueError(
-                f"the model takes {c} channels but '{da.name}' has non-spatial dims {have}; "
-                f"use a 1-channel model (bands are then looped) or pass channel_dim="
-            )
-        lead = [d for d in lead if d != cdim] + [cdim]
+    if da.chunks is not None:
+        return _downscale_var_stream(da, pipe, scale, dtype, periodic, lead, cdim)
     arr = da.transpose(*lead, "y", "x").values
     h, w = arr.shape[-2:]
     blocks = arr.reshape(-1, c, h, w)
@@ -614,6 +614,43 @@ def _downscale_var(
     nodata = enc.get("_FillValue")
     band_axis = dims.index("band") if "band" in dims else None
     values, enc = _cast(y, src, dtype, nodata, enc, band_axis)
+    return _result_var(da, values, dims, cdim, c, c_out, enc, pipe, scale, norms)
+
+
+def _layout(da: xr.DataArray, pipe: Pipeline, channel_dim: str | None) -> tuple[list[str], str | None]:
+    """Loop dims of ``da`` in processing order (the channel dim last) and the channel dim, if any.
+
+    Raises:
+        ValueError: A multi-channel model without a matching channel dim.
+    """
+    lead = [str(d) for d in da.dims if d not in ("y", "x")]
+    c = pipe.in_channels
+    cdim = None
+    if c > 1:
+        cdim = channel_dim or ("band" if "band" in lead else None)
+        if cdim is None or cdim not in lead or da.sizes[cdim] != c:
+            have = {d: da.sizes[d] for d in lead}
+            raise ValueError(
+                f"the model takes {c} channels but '{da.name}' has non-spatial dims {have}; "
+                f"use a 1-channel model (bands are then looped) or pass channel_dim="
+            )
+        lead = [d for d in lead if d != cdim] + [cdim]
+    return lead, cdim
+
+
+def _result_var(
+    da: xr.DataArray,
+    values: Any,
+    dims: list[str],
+    cdim: str | None,
+    c: int,
+    c_out: int,
+    enc: dict[str, Any],
+    pipe: Pipeline,
+    scale: int,
+    norms: list[Any],
+) -> xr.DataArray:
+    """The output variable around ``values`` (numpy or dask): attrs, coords and encoding."""
     attrs = sr_attrs(da.attrs, pipe, scale, norms)
     if "scisr_band_tags" in attrs:  # per-band statistics are stale after refinement
         per_band = [
@@ -630,6 +667,72 @@ def _downscale_var(
     if out.dtype.kind in "iu":
         out.encoding["scisr_source_dtype"] = out.dtype
     return out
+
+
+def _downscale_var_stream(
+    da: xr.DataArray,
+    pipe: Pipeline,
+    scale: int,
+    dtype: Any,
+    periodic: bool,
+    lead: list[str],
+    cdim: str | None,
+) -> xr.DataArray:
+    """:func:`_downscale_var` for a dask-backed variable: a lazy result computed region by region.
+
+    Each loop item (band) gets normalizers from streaming reductions over the whole band; its HR
+    blocks are computed by :func:`sciSR.io.streaming.region_array` and cast block by block with
+    the same rules as the eager path.
+
+    Shape:
+        ``(..., y, x) -> (..., s·y, s·x)``.
+    """
+    import dask.array as dsa
+
+    from .streaming import fit_stream, region_array
+
+    c = pipe.in_channels
+    spec = getattr(pipe.model, "spec", None)
+    c_out = int(getattr(spec, "out_channels", c) or c) if cdim is not None else 1
+    arr = da.transpose(*lead, "y", "x").data
+    out_lead = [d for d in lead if d != cdim]
+    shape = [da.sizes[d] for d in out_lead]
+    dims = [*out_lead, *([cdim] if cdim else []), "y", "x"]
+    src = source_dtype(da)
+    enc = dict(da.encoding)
+    nodata = enc.get("_FillValue")
+    target = output_dtype(src, dtype)
+    _, out_enc = _cast(np.zeros((1, 1, 1), np.float32), src, dtype, nodata, enc, None)
+    scales, offsets = enc.get("scales"), enc.get("offsets")
+    items, norms = [], []
+    for idx in np.ndindex(*shape):
+        x = arr[idx] if cdim is not None else arr[idx][None]
+        nz = fit_stream(pipe, x, da.name)
+        norms.extend(nz)
+        item_enc, axis = dict(enc), None
+        if "band" in dims and cdim == "band":
+            axis = 0
+        elif "band" in out_lead and scales is not None and len(scales) == da.sizes["band"]:
+            b = idx[out_lead.index("band")]
+            item_enc["scales"], item_enc["offsets"] = (scales[b],), (offsets[b],)
+            axis = 0
+
+        def cast(y: np.ndarray, e: dict[str, Any] = item_enc, ax: int | None = axis) -> np.ndarray:
+            return _cast(y, src, dtype, nodata, e, ax)[0]
+
+        hr = region_array(
+            x,
+            pipe,
+            nz,
+            cast=cast,
+            out_dtype=target,
+            c_out=c_out,
+            periodic_x=periodic,
+            desc=f"sciSR {da.name}",
+        )
+        items.append(hr if cdim is not None else hr[0])
+    y = dsa.stack(items).reshape(*shape, *items[0].shape) if items else None
+    return _result_var(da, y, dims, cdim, c, c_out, out_enc, pipe, scale, norms)
 
 
 def source_dtype(da: xr.DataArray) -> np.dtype:
@@ -702,7 +805,9 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
                 f"'{name}' has {len(lead)} non-spatial dims {lead}; a GeoTIFF holds one band dim: "
                 f"select the others first (e.g. ds.isel({lead[0]}=0))"
             )
-        a = np.asarray(da.transpose(*lead, ydim, xdim).values)
+        a = da.transpose(*lead, ydim, xdim).data
+        if not is_dask(a):
+            a = np.asarray(a)
         a = a.reshape(-1, *a.shape[-2:])
         n = a.shape[0]
         enc = dict(da.encoding)
@@ -728,19 +833,23 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
         btags.extend({**common, **pb} for pb in per_band)
         descs.extend(_band_descriptions(da, name, lead, n, multi))
         nodatas.append(enc.get("_FillValue", da.attrs.get("_FillValue")))
-    data = np.concatenate(arrays)
+    lazy = any(is_dask(a) for a in arrays)
+    if lazy:
+        import dask.array as dsa
+
+        data = dsa.concatenate(arrays)
+    else:
+        data = np.concatenate(arrays)
     nodata = next((v for v in nodatas if v is not None), None)
+    nan_nodata = False  # streamed float data without nodata: NaN becomes nodata once a block has one
     if dtype.kind == "f":
-        invalid = np.isnan(data)
-        if nodata is None and invalid.any():
+        if nodata is None and lazy:
+            nan_nodata = True
+        elif nodata is None and np.isnan(data).any():
             nodata = float("nan")
         if nodata is not None and not np.isnan(nodata):
             nd = dtype.type(nodata)
-            clash = ~invalid & (data == nd)
-            if clash.any():
-                data = data.copy()
-                data[clash] = np.nextafter(nd, dtype.type(np.inf) if nd < 0 else dtype.type(-np.inf))
-            data = np.where(invalid, nd, data)
+            data = data.map_blocks(_fill_nodata, nd, dtype=dtype) if lazy else _fill_nodata(data, nd)
     tmp = ds[names[0]]
     geo = xr.Dataset(coords={c: tmp.coords[c] for c in (ydim, xdim) if c in tmp.coords})
     if "spatial_ref" in ds.coords:
@@ -764,7 +873,8 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
         transform = Affine(transform.a, 0.0, transform.c, 0.0, -transform.e, transform.f + h * transform.e)
     tags = {k: _tag(v) for k, v in ds.attrs.items() if k not in _NOT_TAGS and _tag(v) is not None}
     return dict(
-        data=np.ascontiguousarray(data),
+        data=data if lazy else np.ascontiguousarray(data),
+        nan_nodata=nan_nodata,
         transform=transform,
         crs=crs,
         nodata=nodata,
@@ -774,6 +884,16 @@ def _collect_bands(ds: xr.Dataset, adapter: Adapter) -> dict[str, Any]:
         scales=scales,
         offsets=offsets,
     )
+
+
+def _fill_nodata(data: np.ndarray, nd: Any) -> np.ndarray:
+    """NaN → ``nd``; a valid value equal to ``nd`` moves one float step away (the mask stays exact)."""
+    invalid = np.isnan(data)
+    clash = ~invalid & (data == nd)
+    if clash.any():
+        data = data.copy()
+        data[clash] = np.nextafter(nd, data.dtype.type(np.inf) if nd < 0 else data.dtype.type(-np.inf))
+    return np.where(invalid, nd, data)
 
 
 def _band_dtype(dtypes: list[np.dtype]) -> np.dtype:
@@ -840,22 +960,73 @@ def _write_gtiff(b: dict[str, Any], path: Path, compress: str, blocksize: int) -
         profile["predictor"] = 3 if data.dtype.kind == "f" else 2
     if count > 1:
         profile["interleave"] = "band"
+    if is_dask(data):
+        with rasterio.open(path, "w", **profile) as dst:
+            saw_nan = _store_blocks(data, dst)
+            if b.get("nan_nodata") and saw_nan:
+                dst.nodata = float("nan")
+            _write_band_meta(dst, b, count)
+        return
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
-        for i in range(count):
-            if b["descriptions"][i]:
-                dst.set_band_description(i + 1, b["descriptions"][i])
-            tags = dict(b["band_tags"][i])
-            unit = tags.pop("units", None)
-            if unit:
-                dst.set_band_unit(i + 1, unit)
-            if tags:
-                dst.update_tags(i + 1, **tags)
-        if any(s != 1.0 for s in b["scales"]) or any(o != 0.0 for o in b["offsets"]):
-            dst.scales = tuple(b["scales"])
-            dst.offsets = tuple(b["offsets"])
-        if b["tags"]:
-            dst.update_tags(**b["tags"])
+        _write_band_meta(dst, b, count)
+
+
+def _write_band_meta(dst: Any, b: dict[str, Any], count: int) -> None:
+    """Band descriptions, units, tags, scales/offsets and dataset tags of an open output."""
+    for i in range(count):
+        if b["descriptions"][i]:
+            dst.set_band_description(i + 1, b["descriptions"][i])
+        tags = dict(b["band_tags"][i])
+        unit = tags.pop("units", None)
+        if unit:
+            dst.set_band_unit(i + 1, unit)
+        if tags:
+            dst.update_tags(i + 1, **tags)
+    if any(s != 1.0 for s in b["scales"]) or any(o != 0.0 for o in b["offsets"]):
+        dst.scales = tuple(b["scales"])
+        dst.offsets = tuple(b["offsets"])
+    if b["tags"]:
+        dst.update_tags(**b["tags"])
+
+
+class _WindowWriter:
+    """``dask.array.store`` target writing each ``(band, y, x)`` block into a rasterio dataset."""
+
+    def __init__(self, dst: Any, total: int) -> None:
+        from .safety import abandoned_check
+        from .streaming import progress_bar
+
+        self.dst = dst
+        self.saw_nan = False
+        self.abandoned = abandoned_check()
+        self.bar = progress_bar(total, f"sciSR write {Path(dst.name).name}")
+
+    def __setitem__(self, key: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        from rasterio.windows import Window
+
+        if self.abandoned():
+            raise KeyboardInterrupt("the write was abandoned")
+        bs, ys, xs = key
+        win = Window(xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start)
+        self.dst.write(block, indexes=list(range(bs.start + 1, bs.stop + 1)), window=win)
+        if block.dtype.kind == "f" and not self.saw_nan:
+            self.saw_nan = bool(np.isnan(block).any())
+        self.bar.update(1)
+
+
+def _store_blocks(data: Any, dst: Any) -> bool:
+    """Compute the dask array ``data`` block by block into ``dst``; True when a NaN was written."""
+    import dask.array as dsa
+
+    from .streaming import STREAM_WORKERS, block_count
+
+    target = _WindowWriter(dst, block_count(data))
+    try:
+        dsa.store(data, target, lock=True, scheduler="threads", num_workers=STREAM_WORKERS)
+    finally:
+        target.bar.close()
+    return target.saw_nan
 
 
 def _to_cog(src: Path, dst: Path, compress: str, blocksize: int) -> None:

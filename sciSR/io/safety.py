@@ -311,6 +311,7 @@ def _swap_into_place(tmp: Path, target: Path) -> None:
         try:
             remove_path(backup)
         finally:
+            _CURRENT.state = None
             interrupts.untrack(token)
         return
     with interrupts.critical():
@@ -384,6 +385,22 @@ class _WriteState:
         self.done = threading.Event()
 
 
+_CURRENT = threading.local()
+
+
+def abandoned_check() -> Callable[[], bool]:
+    """For a writer running inside :func:`write_atomic`: a callable telling whether the caller
+    abandoned the write (Ctrl-C), so that long block-by-block writes can stop early.
+
+    Returns ``lambda: False`` outside :func:`write_atomic`. Call it in the writer's own thread
+    (the callable itself may be passed to other threads).
+    """
+    state = getattr(_CURRENT, "state", None)
+    if state is None:
+        return lambda: False
+    return lambda: bool(state.abandoned)
+
+
 def _disk_hint(target: Path) -> str:
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(target.parent if str(target.parent) else ".").free
@@ -455,6 +472,7 @@ def write_atomic(
     own_thread = threading.current_thread() is threading.main_thread()  # the writer gets a thread
 
     def job() -> None:
+        _CURRENT.state = state
         try:
             try:
                 writer(tmp)
@@ -473,6 +491,7 @@ def write_atomic(
             state.error = exc
             remove_path(tmp)
         finally:
+            _CURRENT.state = None
             interrupts.untrack(token)
             if own_thread:  # this thread ends now: release its dask pool at once
                 _finish_thread_dask_pools(cancel=False)

@@ -1,8 +1,9 @@
 """Zarr adapter (zarr v3 through xarray): lazy dask-backed reads, chunked writes.
 
-Output chunks hold whole spatial slices (the model needs them) and group loop dims (time, level)
-up to about 16 MB per chunk. Stores are written with consolidated metadata, as ``xr.open_zarr``
-expects by default (no fallback warning on reading back); zarr-python's warning that
+Output chunks hold whole spatial slices and group loop dims (time, level) up to about 16 MB per
+chunk; results computed in spatial blocks (streamed inputs) keep their spatial chunks instead.
+Stores are written with consolidated metadata, as ``xr.open_zarr`` expects by default (no
+fallback warning on reading back); zarr-python's warning that
 consolidated metadata is not yet part of the Zarr v3 specification is not shown.
 """
 
@@ -90,17 +91,23 @@ def has_consolidated_metadata(path: Path) -> bool:
 def output_chunks(da: xr.DataArray) -> tuple[int, ...]:
     """Chunk shape: whole spatial slices, loop dims grouped up to :data:`CHUNK_BYTES`.
 
+    Dask data chunked in space keep their spatial chunk length (the largest chunk of each spatial
+    dim), so each computed block is written into whole Zarr chunks without rechunking.
+
     Shape:
         one chunk length per dim of ``da``.
     """
     dims = find_spatial_dims(da) if da.ndim >= 2 else None
     spatial = set(dims) if dims else set(da.dims[-2:]) if da.ndim >= 2 else set(da.dims)
     item = np.dtype(da.dtype).itemsize
-    slice_bytes = item * int(np.prod([da.sizes[d] for d in spatial]))
     chunks = {d: (da.sizes[d] if d in spatial else 1) for d in da.dims}
+    if da.chunks is not None and dims:  # spatially chunked dask data: chunk-aligned writes, no rechunk
+        for d in dims:
+            chunks[d] = max(da.chunksizes[d])
+    slice_bytes = item * int(np.prod([chunks[d] for d in spatial]))
     if slice_bytes > MAX_SLICE_BYTES and dims:
         y = dims[0]
-        chunks[y] = max(1, da.sizes[y] * MAX_SLICE_BYTES // slice_bytes)
+        chunks[y] = max(1, chunks[y] * MAX_SLICE_BYTES // slice_bytes)
     budget = max(1, CHUNK_BYTES // max(slice_bytes, 1))
     for d in da.dims:  # outermost loop dim first (time)
         if d in spatial or budget <= 1:

@@ -1,0 +1,324 @@
+"""Out-of-core downscaling: lazy region-by-region HR arrays and block-by-block writes.
+
+A file downscaled into another file (``sciSR.downscale("in.tif", ..., out="out.tif")``) never holds
+the whole input or output: :func:`chunk_for_streaming` wraps the opened variables in dask arrays
+with spatial chunks, :func:`region_array` builds the HR result of one 2-D item as a dask array whose
+blocks are computed independently by :meth:`sciSR.pipeline.Pipeline.run_region` (each block reads
+only the LR box its tiler windows cover), and the writers store the blocks as they are computed.
+Peak memory is then set by the block and tile sizes and by the number of dask threads, not by the
+file size. The blocks equal the corresponding blocks of whole-array inference
+(:meth:`~sciSR.pipeline.Pipeline.run_region`'s contract); normalizers are fitted on the whole
+variable by streaming reductions (:func:`fit_stream`).
+
+Block layout: the HR block boundaries follow the kept cores of the whole array's tiler windows
+(grouped until a block reaches about :data:`TARGET_HR_CELLS` HR cells), so every window is run once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import uuid
+from collections.abc import Callable, Hashable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import xarray as xr
+
+if TYPE_CHECKING:
+    from ..normalize import Normalizer
+    from ..pipeline import Pipeline
+
+#: HR cells a streamed block aims at (2048² float32 = 16 MiB per channel).
+TARGET_HR_CELLS = 2048 * 2048
+#: LR chunk edge of the spatial chunks of a streamed input.
+INPUT_CHUNK = 1024
+#: Formats whose inputs are chunked for streaming when a call writes a file, with the largest field
+#: (LR cells) each keeps in one spatial chunk: the generic dask path merges the spatial chunks of
+#: fields with invalid cells, so gridded formats split only fields too large to hold comfortably.
+STREAMED_FORMATS = {"geotiff": 0, "netcdf": 4096 * 4096, "zarr": 4096 * 4096}
+#: Blocks computed at the same time by a streamed write. One block at a time keeps the peak at one
+#: block's working set; the model itself still uses every core (torch intra-op threads).
+STREAM_WORKERS = 1
+#: GDAL's raster block cache while a call streams (bytes): read tiles and written (dirty) tiles stay
+#: in it until it is full, so GDAL's default (5% of RAM) would grow with the file.
+GDAL_CACHE_BYTES = 16 << 20
+#: ``progress=`` of the running call, for the block-by-block writers (``None``: interactive stderr only).
+PROGRESS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("scisr_stream_progress", default=None)
+
+
+def chunk_for_streaming(
+    ds: xr.Dataset, spatial_dims_of: Callable[[xr.DataArray], Any], whole_field_cells: int = 0
+) -> xr.Dataset:
+    """``ds`` with every variable that has spatial dims wrapped in dask (loop dims 1, space in chunks).
+
+    Variables that are dask-backed already keep their chunks. Fields (one 2-D slice) of at most
+    ``whole_field_cells`` LR cells stay in one spatial chunk; larger ones get spatial chunks of
+    :data:`INPUT_CHUNK` LR pixels, rounded to a multiple of the format's native chunk/tile size when
+    it has one (``preferred_chunks`` encoding), so each chunk reads whole native blocks.
+
+    Args:
+        ds: Dataset as opened (lazily) by an adapter.
+        spatial_dims_of: ``(y_dim, x_dim)`` of a variable, or ``None``.
+        whole_field_cells: Largest field kept whole in space.
+
+    Returns:
+        The chunked Dataset (coordinates untouched).
+    """
+    chunked = {}
+    for name, var in ds.data_vars.items():
+        dims = spatial_dims_of(var) if var.ndim >= 2 else None
+        if dims is None or var.chunks is not None or var.dtype.kind not in "fiu":
+            continue
+        preferred = var.encoding.get("preferred_chunks") or {}
+        whole = var.sizes[dims[0]] * var.sizes[dims[1]] <= whole_field_cells
+        chunks: dict[Hashable, int] = {}
+        for d in var.dims:
+            if d in dims and whole:
+                chunks[d] = var.sizes[d]
+            elif d in dims:
+                native = int(preferred.get(d, 0) or 0)
+                size = INPUT_CHUNK
+                if 0 < native < INPUT_CHUNK:
+                    size = max(native, INPUT_CHUNK // native * native)
+                chunks[d] = min(var.sizes[d], size)
+            else:
+                chunks[d] = 1
+        chunked[name] = var.chunk(chunks)
+    return ds.assign(chunked) if chunked else ds
+
+
+@contextlib.contextmanager
+def limited_gdal_cache(nbytes: int = GDAL_CACHE_BYTES) -> Iterator[None]:
+    """Lower GDAL's (process-wide) block cache to ``nbytes`` for the duration of a streamed call.
+
+    The previous limit is restored afterwards; without rasterio nothing is changed.
+    """
+    try:
+        from rasterio._env import get_gdal_config, set_gdal_config
+    except ImportError:  # pragma: no cover - rasterio is a dependency
+        yield
+        return
+    before = get_gdal_config("GDAL_CACHEMAX")
+    set_gdal_config("GDAL_CACHEMAX", int(nbytes))
+    try:
+        yield
+    finally:
+        if before is not None:
+            set_gdal_config("GDAL_CACHEMAX", before)
+
+
+def check_disk_space(ds: xr.Dataset, variables: Any, dtype: Any, scale: int, out: Path) -> None:
+    """Refuse, before any computation, a streamed output that cannot fit on the output's disk.
+
+    A streamed call needs little memory whatever the grid, so a small file declaring a huge grid
+    is stopped here instead: the uncompressed size of the outputs (HR cells × output item size) is
+    compared with the free space beside ``out`` (compression is not counted on: it depends on the
+    values).
+
+    Raises:
+        OSError: ``ENOSPC`` with the figures and the fixes in one line.
+    """
+    import errno
+    import shutil
+
+    from .capability import planned_outputs
+    from .memory import fmt_bytes
+
+    need = 0
+    for plan in planned_outputs(ds, variables, dtype):
+        cells = 1
+        for d, n in plan.sizes.items():
+            cells *= n * (scale if d in plan.spatial else 1)
+        need += cells * plan.dtype.itemsize
+    try:
+        free = shutil.disk_usage(out.parent if str(out.parent) else ".").free
+    except OSError:
+        return
+    if need > free:
+        err = OSError(
+            f"cannot write {out}: streamed, the call needs little memory, but the output is about "
+            f"{fmt_bytes(need)} uncompressed and {out.parent} has {fmt_bytes(free)} free; write it to a "
+            f"larger disk, or downscale a window (ds.isel(y=slice(...), x=slice(...))) or fewer variables"
+        )
+        err.errno = errno.ENOSPC
+        raise err
+
+
+def is_dask(data: Any) -> bool:
+    """True for a dask array."""
+    return type(data).__module__.startswith("dask")
+
+
+def _axis_blocks(cores: list[tuple[int, int]], n: int, target: int) -> list[tuple[int, int]]:
+    """Group consecutive kept cores ``(k0, k1)`` into blocks of at most ``target`` cells along one axis
+    (a single core longer than ``target`` is one block)."""
+    bounds = sorted({k for c in cores for k in c} | {0, n})
+    bounds = [b for b in bounds if 0 <= b <= n]
+    out: list[tuple[int, int]] = []
+    start = prev = 0
+    for b in bounds[1:]:
+        if b - start > target and prev > start:
+            out.append((start, prev))
+            start = prev
+        prev = b
+    out.append((start, n))
+    return out
+
+
+def region_grid(
+    pipe: Pipeline, shape: tuple[int, int], periodic_x: bool = False
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """LR row and column ranges of the streamed blocks of an ``H × W`` array.
+
+    Boundaries lie on the kept cores of the whole array's windows; blocks are grouped up to about
+    :data:`TARGET_HR_CELLS` HR cells (a single window larger than that is one block).
+
+    Returns:
+        ``(rows, cols)``: lists of ``(start, stop)`` LR ranges covering ``0..H`` and ``0..W``.
+    """
+    h, w = shape
+    s = pipe.scale
+    pad = min(pipe.halo, w) if periodic_x else 0
+    tiler = pipe.stream_tiler(h, w + 2 * pad)
+    wins = tiler.windows(h, w + 2 * pad)
+    edge = max(16, int(math.sqrt(TARGET_HR_CELLS)) // s)
+    rows = _axis_blocks([(v.ky0, v.ky1) for v in wins], h, edge)
+    cols = _axis_blocks([(min(max(v.kx0 - pad, 0), w), min(max(v.kx1 - pad, 0), w)) for v in wins], w, edge)
+    return rows, cols
+
+
+class _RegionTask:
+    """Computes one HR block from its LR box (holds the pipeline; never pickled by the threaded scheduler)."""
+
+    def __init__(
+        self,
+        pipe: Pipeline,
+        normalizers: list[Normalizer],
+        cast: Callable[[np.ndarray], np.ndarray],
+        desc: str,
+    ) -> None:
+        self.pipe = pipe
+        self.normalizers = normalizers
+        self.cast = cast
+        self.desc = desc
+
+    def __call__(self, box: np.ndarray, plan: Any) -> np.ndarray:
+        x = np.asarray(box)
+        x = x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
+        return self.cast(self.pipe.run_region(x[None], plan, self.normalizers, self.desc)[0])
+
+
+def quiet(pipe: Pipeline) -> Pipeline:
+    """A shallow copy of ``pipe`` whose engine shows no per-window progress bar (blocks have their own)."""
+    import copy
+
+    p = copy.copy(pipe)
+    p.engine = copy.copy(pipe.engine)
+    p.engine.progress = False
+    return p
+
+
+def region_array(
+    x: Any,
+    pipe: Pipeline,
+    normalizers: list[Normalizer],
+    *,
+    cast: Callable[[np.ndarray], np.ndarray],
+    out_dtype: Any,
+    c_out: int,
+    periodic_x: bool = False,
+    desc: str = "sciSR",
+) -> Any:
+    """The HR result of one 2-D item as a lazy dask array computed block by block.
+
+    Args:
+        x: ``(C, H, W)`` dask (or numpy) array of physical values, NaN invalid.
+        pipe: Built pipeline.
+        normalizers: One per channel, fitted on the whole variable.
+        cast: Output cast applied to each ``(C_out, sh, sw)`` float32 block.
+        out_dtype: dtype ``cast`` returns.
+        c_out: Output channels of the model.
+        periodic_x: The last axis wraps.
+        desc: Progress label.
+
+    Returns:
+        Dask array ``(C_out, s·H, s·W)`` with one chunk per block of :func:`region_grid` (one block
+        when the pipeline applies a constraint that is not local to each coarse cell).
+
+    Shape:
+        ``(C, H, W) -> (C_out, s·H, s·W)``.
+    """
+    import dask.array as dsa
+    from dask.highlevelgraph import HighLevelGraph
+
+    if not is_dask(x):
+        x = dsa.from_array(np.asarray(x), chunks=(x.shape[0], INPUT_CHUNK, INPUT_CHUNK))
+    _c, h, w = x.shape
+    s = pipe.scale
+    rows, cols = region_grid(pipe, (h, w), periodic_x)
+    cons = getattr(pipe, "constraint", None)
+    if cons is not None and not getattr(cons, "local", True):  # a constraint over the whole field
+        rows, cols = [(0, h)], [(0, w)]
+    task = _RegionTask(quiet(pipe), normalizers, cast, desc)
+    name = f"scisr-stream-{uuid.uuid4().hex}"
+    dsk: dict[Any, Any] = {}
+    deps = []
+    for i, (y0, y1) in enumerate(rows):
+        for j, (x0, x1) in enumerate(cols):
+            plan = pipe.plan_region((h, w), (y0, y1, x0, x1), periodic_x)
+            box = plan.read_box(lambda a, b, c, d: x[:, a:b, c:d])
+            box = box.rechunk(box.shape)
+            deps.append(box)
+            dsk[(name, 0, i, j)] = (partial(task, plan=plan), (box.name, 0, 0, 0))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+    chunks = ((c_out,), tuple(s * (b - a) for a, b in rows), tuple(s * (b - a) for a, b in cols))
+    dt = np.dtype(out_dtype)
+    return dsa.Array(graph, name, chunks, meta=np.empty((0, 0, 0), dt))
+
+
+def fit_stream(pipe: Pipeline, x: Any, name: Hashable) -> list[Normalizer]:
+    """One normalizer per channel of ``x`` (``(C, H, W)``, dask) from streaming reductions.
+
+    ``percentile`` uses the exact two-pass quantiles of :mod:`sciSR.io.stream_stats`; the other
+    kinds the dask reductions of :func:`sciSR.io.xarray_core.fit_dask`.
+
+    Raises:
+        ValueError: No valid value in a channel.
+    """
+    from .xarray_core import fit_dask
+
+    c = int(x.shape[0])
+    probe = pipe.make_normalizer()
+    if probe.kind != "percentile" or pipe.norm_params:
+        normalizers = fit_dask(pipe, x if c > 1 else x[0], 0, c, name)
+    else:
+        from .stream_stats import fit_percentile
+
+        normalizers = [fit_percentile(pipe.make_normalizer(), x[i], name) for i in range(c)]
+    check = getattr(pipe, "check_constraint", None)
+    if check is not None:
+        check(normalizers, f"variable {name!r}")
+    return normalizers
+
+
+def block_count(data: Any) -> int:
+    """Number of dask blocks of ``data`` (1 for numpy)."""
+    return int(np.prod(data.numblocks)) if is_dask(data) else 1
+
+
+def progress_bar(total: int, desc: str) -> Any:
+    """A tqdm bar over ``total`` written blocks on stderr, honouring the call's ``progress=``."""
+    import os
+
+    from ..engine import _NoBar
+
+    setting = PROGRESS.get()
+    if setting is False or total <= 1 or os.environ.get("SCISR_NO_PROGRESS"):
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="block", disable=None if setting is None else False, leave=False)
