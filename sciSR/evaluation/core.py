@@ -479,7 +479,8 @@ def evaluate(
     labels = [m[0] for m in methods]
     if len(set(labels)) != len(labels):
         raise ValueError(f"methods must have distinct names, got {labels}")
-    if reference not in labels:
+    needs_reference = any("baseline" in M.METRICS[m].needs for m in names)
+    if needs_reference and reference not in labels:
         raise ValueError(f"reference baseline {reference!r} is not among the methods {labels}")
     roles = {lab: ("baseline" if i < len(baselines) else "model") for i, lab in enumerate(labels)}
 
@@ -562,7 +563,7 @@ def evaluate(
                 "scale": s,
                 "degradation": degradation,
                 "degradation_options": opts,
-                "baseline": outputs[reference],
+                "baseline": outputs.get(reference),
                 "border": s,
             }
             for lab, out in outputs.items():
