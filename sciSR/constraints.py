@@ -222,11 +222,15 @@ class Constraint:
         degradation: The coarsening the output must reproduce (``"area"``: weighted block mean).
         options: Options of the degradation (``sigma`` of ``"gaussian"``, ``axis``/``thickness`` of
             ``"slice"``...).
+        logits: ``softmax`` only: ``"output"`` (the network output ``y`` is the logit, as in a model
+            trained with the layer) or ``"log"`` (``ℓ = log max(y, 0)``, for a network whose output
+            estimates the field itself; then ``exp(ℓ) = y⁺`` and the layer equals ``mult``).
     """
 
     kind: str
     degradation: str = "area"
     options: tuple[tuple[str, Any], ...] = ()
+    logits: str = "output"
 
     @property
     def nonnegative(self) -> bool:
@@ -243,6 +247,8 @@ class Constraint:
         how = self.degradation + "".join(f", {k}={v}" for k, v in self.options)
         if self.local:
             how += f"; weights: {weights.kind if weights is not None else 'uniform'}"
+        if self.kind == "softmax":
+            how += "; logits: " + ("log of the output" if self.logits == "log" else "network output")
         return {"scisr_constraint": f"{self.kind} ({how})"}
 
     def metadata(self) -> dict[str, str]:
@@ -266,7 +272,7 @@ class Constraint:
                 f"use constraint='add' for signed fields"
             )
 
-    def apply(self, y: Any, x: Any, scale: int, weights: Any = None) -> Any:
+    def apply(self, y: Any, x: Any, scale: int, weights: Any = None, logits: Any = None) -> Any:
         """Constrain ``y`` so that its coarsening equals ``x``.
 
         Args:
@@ -275,6 +281,7 @@ class Constraint:
             x: LR input ``(B, C, H, W)`` in the same units (for ``"slice"``: only its axis shrinks).
             scale: Factor ``s``.
             weights: HR area weights broadcastable to ``y`` (block mean only; ``None``: uniform).
+            logits: ``softmax`` only: the logits ``ℓ`` (shape of ``y``), overriding :attr:`logits`.
 
         Returns:
             The constrained HR field, same kind and dtype as ``y``.
@@ -298,7 +305,16 @@ class Constraint:
             want = (xt.shape[-2] * scale, xt.shape[-1] * scale)
             if tuple(t.shape[-2:]) != want or t.shape[:-2] != xt.shape[:-2]:
                 raise ValueError(f"HR shape {tuple(t.shape)} is not the LR shape {tuple(xt.shape)} × {scale}")
-            return back(_LAYERS[self.kind](t, xt, scale, _weights_tensor(weights, t)))
+            wt = _weights_tensor(weights, t)
+            if self.kind != "softmax":
+                return back(_LAYERS[self.kind](t, xt, scale, wt))
+            if logits is not None:
+                lg = _as_tensor(logits)[0].to(device=t.device, dtype=t.dtype)
+            elif self.logits == "log":
+                lg = torch.log(torch.clamp(t, min=0))
+            else:
+                lg = None
+            return back(_softmax(t, xt, scale, wt, lg))
         return back(_project(t, xt, scale, self.degradation, dict(self.options)))
 
     def residual(self, y: Any, x: Any, scale: int, weights: Any = None) -> Any:
@@ -333,22 +349,26 @@ def _mult(y: Any, x: Any, s: int, w: Any) -> Any:
     return torch.where(_up(zero, s) & torch.isfinite(y), _up(x, s).expand_as(y), out)
 
 
-def _softmax(y: Any, x: Any, s: int, w: Any) -> Any:
-    """``x · W · exp(y_i) / Σ_B w_j exp(y_j)`` with the block maximum subtracted; NaN cells stay NaN."""
+def _softmax(y: Any, x: Any, s: int, w: Any, logits: Any = None) -> Any:
+    """``x · W · exp(ℓ_i) / Σ_B w_j exp(ℓ_j)`` with the block maximum subtracted (``ℓ = logits``,
+    default ``y``; ``ℓ = −∞`` gives 0); a block whose cells are all ``−∞`` takes ``x`` (uniform);
+    NaN cells of ``y`` stay NaN."""
     import torch
     import torch.nn.functional as F
 
     valid = torch.isfinite(y)
-    neg = torch.full_like(y, -math.inf)
-    ymax = F.max_pool2d(torch.where(valid, y, neg), s)
-    ymax = torch.where(torch.isfinite(ymax), ymax, torch.zeros_like(ymax)).detach()
-    e = torch.where(valid, torch.exp(torch.where(valid, y, torch.zeros_like(y)) - _up(ymax, s)), 0.0)
+    lg = y if logits is None else logits
+    live = valid & torch.isfinite(lg)
+    neg = torch.full_like(lg, -math.inf)
+    lmax = F.max_pool2d(torch.where(live, lg, neg), s)
+    lmax = torch.where(torch.isfinite(lmax), lmax, torch.zeros_like(lmax)).detach()
+    e = torch.where(live, torch.exp(torch.where(live, lg, torch.zeros_like(lg)) - _up(lmax, s)), 0.0)
     wv = torch.where(valid, w, torch.zeros_like(w))
     den = _block_sum(wv * e, s)
     big_w = _block_sum(wv, s)
     factor = x * big_w / torch.where(den > 0, den, torch.ones_like(den))
-    out = e * _up(factor, s)
-    return torch.where(valid & _up(den > 0, s), out, torch.full_like(y, math.nan))
+    out = torch.where(_up(den > 0, s), e * _up(factor, s), _up(x, s).expand_as(y))
+    return torch.where(valid, out, torch.full_like(y, math.nan))
 
 
 _LAYERS = {"add": _add, "mult": _mult, "softmax": _softmax}

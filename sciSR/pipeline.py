@@ -437,11 +437,14 @@ class Pipeline:
             rng = getattr(nz, "valid_range", None)
             self.constraint.check_input(None if rng is None else rng[0], f"{name!s}")
 
-    def _constrain(self, out: np.ndarray, x: np.ndarray, hr_origin: tuple[int, int]) -> np.ndarray:
+    def _constrain(
+        self, out: np.ndarray, x: np.ndarray, hr_origin: tuple[int, int], y_model: np.ndarray
+    ) -> np.ndarray:
         """Apply the constraint to an HR block ``out`` whose LR cells are ``x`` (data units).
 
         ``hr_origin`` is the HR (row, column) of the block's first cell in the whole field (for the
-        area weights).
+        area weights); ``y_model`` is the network output before inverse normalization (the logits of
+        ``softmax`` with ``logits="output"``, the units the layer saw in training).
 
         Shape:
             ``(B, C, s·h, s·w), (B, C, h, w) -> (B, C, s·h, s·w)``.
@@ -458,7 +461,10 @@ class Pipeline:
         w = None
         if self.area_weights is not None and cons.local:
             w = self.area_weights.block(r0, r0 + out.shape[-2], c0, c0 + out.shape[-1])
-        return np.asarray(cons.apply(out, x, self.scale, w), dtype=np.float32)
+        logits = None
+        if cons.kind == "softmax" and cons.logits == "output":
+            logits = np.asarray(y_model, dtype=np.float64)
+        return np.asarray(cons.apply(out, x, self.scale, w, logits), dtype=np.float32)
 
     def record_attrs(self) -> dict[str, str]:
         """Output attrs naming the weights (file, tag, sha256) and why the model was chosen.
@@ -545,7 +551,7 @@ class Pipeline:
             y = y[..., pad * s : (pad + w) * s]
         if self.constraint is not None:
             self.check_constraint(normalizers)
-            return self._constrain(self._finish(y, valid, normalizers), x_lr, (0, 0))
+            return self._constrain(self._finish(y, valid, normalizers), x_lr, (0, 0), y)
         return self._finish(y, valid, normalizers)
 
     @property
@@ -652,7 +658,7 @@ class Pipeline:
                 )
             self.check_constraint(normalizers)
             s = self.scale
-            return self._constrain(self._finish(y, valid, normalizers), x_lr, (y0 * s, x0 * s))
+            return self._constrain(self._finish(y, valid, normalizers), x_lr, (y0 * s, x0 * s), y)
         return self._finish(y, valid, normalizers)
 
     def _normalized(self, x: np.ndarray, normalizers: list[Normalizer]) -> tuple[np.ndarray, np.ndarray]:
@@ -715,7 +721,12 @@ def _resolve_constraint(constraint: Any, degradation: str | None, meta: dict[str
         return constraints.get_constraint(recorded.kind, degradation)
     if degradation is None and isinstance(constraint, str) and meta.get("scisr_constraint_degradation"):
         degradation = str(meta["scisr_constraint_degradation"])
-    return constraints.get_constraint(constraint, degradation)
+    cons = constraints.get_constraint(constraint, degradation)
+    if isinstance(constraint, str) and cons is not None and cons.kind == "softmax":
+        # weights trained with the layer output logits; others estimate the field (logits: its log)
+        trained = meta.get("scisr_constraint") == "softmax"
+        cons = dataclasses.replace(cons, logits="output" if trained else "log")
+    return cons
 
 
 #: LR window size of parameter-free models when an array is processed region by region.

@@ -90,6 +90,23 @@ def test_mult_and_softmax_outputs_are_non_negative_and_handle_zero_blocks() -> N
     assert np.allclose(d, d[:, :1, :, :1])
 
 
+def test_softmax_on_the_log_of_a_field_estimate_is_mult_and_on_logits_is_harder_et_al() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.gamma(0.5, 2.0, (1, 2, 4, 5))
+    y = rng.normal(0.5, 1.0, (1, 2, 16, 20))
+    log_softmax = C.Constraint("softmax", logits="log")
+    np.testing.assert_allclose(
+        log_softmax.apply(y, x, S), C.get_constraint("mult").apply(y, x, S), rtol=1e-12
+    )
+    # logits: the paper's exp(y_i) · x / mean_block(exp(y)) with uniform weights
+    out = C.get_constraint("softmax").apply(y, x, S)
+    e = np.exp(y).reshape(1, 2, 4, S, 5, S)
+    ref = (e * x[:, :, :, None, :, None] / e.mean(axis=(3, 5), keepdims=True)).reshape(y.shape)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+    # a constant shift of the logits changes nothing; large logits do not overflow
+    np.testing.assert_allclose(C.get_constraint("softmax").apply(y + 800.0, x, S), out, rtol=1e-10)
+
+
 @pytest.mark.parametrize(
     "method,opts", [("gaussian", {}), ("gaussian", {"sigma": 1.2}), ("slice", {"axis": -1}), ("bicubic", {})]
 )
@@ -115,7 +132,9 @@ def test_add_projects_onto_other_linear_degradations_with_least_norm(method, opt
 def test_downscale_of_a_lat_lon_dataset_uses_cell_areas_and_records_the_constraint(tas) -> None:
     ds = tas.isel(time=slice(0, 1))
     out = sciSR.downscale(ds, model="bicubic", scale=S, constraint="softmax")
-    assert out.tas.attrs["scisr_constraint"] == "softmax (area; weights: cell areas from latitude bounds)"
+    assert out.tas.attrs["scisr_constraint"] == (
+        "softmax (area; weights: cell areas from latitude bounds; logits: log of the output)"
+    )
     w = C.area_weights_for_grid(Grid(ds, "lat", "lon"), S)
     assert w is not None and w.rows is not None
     # the weights are the refined cells' areas: sin φ differences of the refined latitude bounds
