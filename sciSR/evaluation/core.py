@@ -440,7 +440,8 @@ def evaluate(
         baselines: Interpolation baselines (``nearest``, ``bilinear``, ``bicubic``, ``block``).
         metrics: Metric names (default :data:`sciSR.metrics.DEFAULT_METRICS`; deterministic only).
         reference: The baseline the detail fractions compare against (default ``bicubic``).
-        progress: tqdm bar on stderr (``None``: when stderr is a terminal).
+        progress: tqdm bar on stderr (``None``: when stderr is a terminal; never with
+            ``SCISR_NO_PROGRESS`` set).
         **downscale_kwargs: Passed to every :func:`sciSR.downscale` call (``device``, ``tile``...).
 
     Returns:
@@ -490,6 +491,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     show = sys.stderr.isatty() if progress is None else bool(progress)
+    show = show and not os.environ.get("SCISR_NO_PROGRESS")
     bar = tqdm(total=len(var_dims) * len(methods), desc="evaluate", disable=not show, file=sys.stderr)
     rows, index, results, notes = [], [], {}, []
     cropped: dict[str, str] = {}
