@@ -356,9 +356,12 @@ def pipeline_model_name(pipe: Pipeline) -> str:
 
 def weights_attrs(pipe: Pipeline) -> dict[str, str]:
     """``scisr_weights``, ``scisr_weights_tag``, ``scisr_weights_sha256`` and ``scisr_model_reason``
-    of the pipeline (empty for pipelines built without a weights record)."""
+    of the pipeline (empty for pipelines built without a weights record), and ``scisr_constraint``
+    when it applies a consistency constraint."""
     record = getattr(pipe, "record_attrs", None)
-    return record() if callable(record) else {}
+    out = record() if callable(record) else {}
+    constraint = getattr(pipe, "constraint_attrs", None)
+    return {**out, **(constraint() if callable(constraint) else {})}
 
 
 def history_line(model_name: str, scale: int, variables: list[Hashable]) -> str:
@@ -460,7 +463,6 @@ def downscale_variable(
     attrs.update({"scisr_model": model_name or pipeline_model_name(pipe), "scisr_scale": int(scale)})
     attrs.update(weights_attrs(pipe))
     attrs.update(norm_attrs(normalizers))
-    attrs.update(getattr(pipe, "constraint_attrs", dict)())
     encoding = {k: val for k, val in var.encoding.items() if k in _KEPT_ENCODING}
     if packing is not None:
         attrs.update(packing.attrs())
