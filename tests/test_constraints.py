@@ -232,3 +232,22 @@ def test_training_with_a_constraint_applies_it_and_records_it_for_downscale(tmp_
     with pytest.raises(ValueError, match="exact only for the block mean"):
         fit(model, [luma], TrainConfig(steps=1, batch_size=2, patch=32, constraint="mult"))
     assert json.loads(json.dumps(rec["config"]))["constraint"] == "softmax"
+
+
+def test_raster_and_volume_adapters_apply_and_record_the_constraint() -> None:
+    rioxarray = pytest.importorskip("rioxarray")
+    path = sample_path("etopo5_alps.tif")
+    src = rioxarray.open_rasterio(path).values.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = sciSR.downscale(path, model="bicubic", scale=S, constraint="add")
+    y = out.band_data.values.astype(np.float64)
+    assert out.band_data.attrs["scisr_constraint"] == "add (area; weights: uniform)"
+    back = _weighted_coarsen(y, np.ones((1, 1)))
+    assert np.nanmax(np.abs(back - src)) / np.nanmax(np.abs(src)) < 1e-6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vol = sciSR.downscale(
+            sample_path("mni152_t1_slab.nii.gz"), model="bicubic", scale=2, constraint="mult"
+        )
+    assert vol.image.attrs["scisr_constraint"] == "mult (area; weights: uniform)"
