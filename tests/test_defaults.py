@@ -374,13 +374,14 @@ def _shell_uses(code: str) -> list[tuple[str, int, int, str | None]]:
             continue
         opts = {w: words[i + 1] for i, w in enumerate(words[:-1]) if w.startswith("-")}
         name = opts.get("-m") or opts.get("--model")
-        if not words or words[0] != "scisr" or name is None:
-            continue
+        if not words or words[0] != "scisr" or name is None or name.isupper():
+            continue  # not a command, or a usage synopsis (``-m MODEL -s SCALE``)
         scale = int(opts.get("-s") or opts.get("--scale") or 4)
         tag = opts.get("-w") or opts.get("--weights")
-        uses.append(
-            (name, scale, int(opts.get("--channels") or 1), tag if tag and catalog.is_tag(tag) else None)
-        )
+        for one in name.split(","):  # scisr evaluate takes a comma-separated list
+            uses.append(
+                (one, scale, int(opts.get("--channels") or 1), tag if tag and catalog.is_tag(tag) else None)
+            )
     return uses
 
 
