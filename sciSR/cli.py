@@ -78,6 +78,15 @@ PIPELINE_OPTIONS: list[Callable[[F], F]] = [
         type=click.IntRange(min=1),
         help="Treat this many bands as model channels.",
     ),
+    click.option(
+        "--constraint",
+        help="Consistency layer: add|mult|softmax (coarsening the output returns the input), "
+        "none to turn off one the weights record.",
+    ),
+    click.option(
+        "--constraint-degradation",
+        help="Operator the constraint inverts (default area: block mean; add also takes gaussian, slice...).",
+    ),
     click.option("--random-init", is_flag=True, help="Use a randomly initialised model (testing only)."),
 ]
 
@@ -106,6 +115,8 @@ def downscale_kwargs(
     clip: bool | None,
     in_channels: int | None,
     random_init: bool,
+    constraint: str | None = None,
+    constraint_degradation: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of :func:`sciSR.downscale` from the values of :data:`PIPELINE_OPTIONS`."""
     from .models.catalog import is_tag
@@ -130,6 +141,10 @@ def downscale_kwargs(
         kw["in_channels"] = in_channels
     if random_init:
         kw["pretrained"] = False
+    if constraint is not None:
+        kw["constraint"] = constraint
+    if constraint_degradation is not None:
+        kw["constraint_degradation"] = constraint_degradation
     return kw
 
 

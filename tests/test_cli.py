@@ -104,3 +104,42 @@ def test_warnings_are_one_line() -> None:
     assert r.returncode == 0
     err = r.stderr.strip().splitlines()
     assert err and all(line.startswith("scisr: warning:") for line in err)
+
+
+def test_constraint_option_makes_the_output_consistent(tmp_path) -> None:
+    import numpy as np
+    import xarray as xr
+
+    from sciSR.data import sample_path
+
+    src = sample_path("cmip5_tas_mpi-esm-lr_2005.nc")
+    out = tmp_path / "tas_x2.nc"
+    assert (
+        main(["downscale", str(src), "-o", str(out), "-m", "bicubic", "-s", "2", "--constraint", "add"]) == 0
+    )
+    with xr.open_dataset(src) as lr, xr.open_dataset(out) as hr:
+        assert hr.tas.attrs["scisr_constraint"].startswith("add")
+        w = np.cos(np.deg2rad(hr.lat.values))[:, None] * np.ones(hr.sizes["lon"])  # cos φ cell weights
+        t = hr.tas.isel(time=0).values
+        blocks = (t * w).reshape(-1, 2, t.shape[1] // 2, 2).sum(axis=(1, 3))
+        wsum = w.reshape(-1, 2, w.shape[1] // 2, 2).sum(axis=(1, 3))
+        np.testing.assert_allclose(blocks / wsum, lr.tas.isel(time=0).values, rtol=1e-5)
+
+
+def test_unknown_constraint_is_one_line(tmp_path) -> None:
+    from sciSR.data import sample_path
+
+    r = run(
+        "downscale",
+        str(sample_path("cmip5_tas_mpi-esm-lr_2005.nc")),
+        "-o",
+        str(tmp_path / "o.nc"),
+        "-m",
+        "bicubic",
+        "-s",
+        "2",
+        "--constraint",
+        "bogus",
+    )
+    assert r.returncode == 1 and "unknown constraint" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.nc").exists()
