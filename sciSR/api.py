@@ -47,6 +47,9 @@ def downscale(
     clip: bool | str | None = "auto",
     constraint: Any = None,
     constraint_degradation: str | None = None,
+    ensemble: Any = None,
+    augment: Any = None,
+    ensemble_method: str | None = None,
     **model_kwargs: Any,
 ) -> Any:
     """Super-resolve ``data`` by an integer ``scale`` and return the same kind of object.
@@ -101,6 +104,14 @@ def downscale(
             default unless the weights record another) or, for ``"add"``, a linear operator of
             :mod:`sciSR.train.degrade` (``"gaussian"``, ``"slice"``, ``"bicubic"``...: least-norm
             projection on whole fields).
+        ensemble: Ensemble of outputs along a CF ``realization`` dimension (xarray, paths) or a new
+            leading axis (arrays), one ``downscale`` call per member (:mod:`sciSR.ensemble`,
+            ``docs/uncertainty.md``): a number of members (test-time augmentation, or MC dropout
+            with ``ensemble_method="mc_dropout"``) or a list of weight files/tags (weights ensemble).
+        augment: Test-time augmentations (``"flip_x"``, ``"flip_y"``, ``"rot180"``, ``"rot90"``,
+            ``"rot270"``, ``"transpose"``, ``"antitranspose"``; default ``"auto"``: all valid for
+            the grid: flips need uniform spacing, rotations square cells).
+        ensemble_method: ``"tta"``, ``"mc_dropout"`` or ``"weights"`` (default from ``ensemble``).
         **model_kwargs: Architecture options (``in_channels``, ``pretrained=False``, sizes...).
 
     Returns:
@@ -111,6 +122,11 @@ def downscale(
             channel mismatch, or missing weights.
         TypeError: Unsupported input type or dtype.
     """
+    if ensemble is not None or augment is not None or ensemble_method is not None:
+        kw = {k: v for k, v in locals().items() if k not in ("data", "model", "scale", "model_kwargs")}
+        from .ensemble import downscale_ensemble
+
+        return downscale_ensemble(data, model, scale, **kw, **model_kwargs)
     scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
     check_dtype(dtype)
     opts = dict(
