@@ -511,6 +511,11 @@ def downscale_ensemble(
         raise ValueError(f"augment= applies to test-time augmentation, not ensemble_method={method!r}")
     if method == "weights" and kwargs.get("weights") is not None:
         raise ValueError("pass the weights of a weights ensemble in ensemble=[...], not also in weights=")
+    if method == "tta" and kwargs.get("covariates") is not None:
+        raise ValueError(
+            "test-time augmentation does not transform covariates= (HR static fields); use "
+            "ensemble=[weight files or tags] or ensemble_method='mc_dropout' with covariates"
+        )
     if isinstance(data, (str, Path)):
         from .io import open_dataset
 
