@@ -187,7 +187,9 @@ def write_nifti(data: np.ndarray, like: Any, affine: np.ndarray, path: Path, des
     return path
 
 
-def score(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, plane_axes: tuple[int, int]) -> dict[str, float]:
+def score(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, plane_axes: tuple[int, int]
+) -> dict[str, float]:
     """PSNR, SSIM, RMSE and MAE of ``pred`` against ``truth`` inside ``mask`` (``sciSR.metrics``).
 
     PSNR uses the truth's range inside the mask; SSIM is computed on the 2-D planes spanned by

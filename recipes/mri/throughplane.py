@@ -53,7 +53,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from mri_common import (  # noqa: E402
+from mri_common import (
     brain_mask,
     coarsen_matrix,
     crop_to_multiple,
@@ -66,7 +66,7 @@ from mri_common import (  # noqa: E402
     write_nifti,
 )
 
-import sciSR  # noqa: E402
+import sciSR
 
 
 def thick_slices(hr: np.ndarray, axis: int, scale: int, thickness: float) -> np.ndarray:
@@ -255,7 +255,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scale = int(tp.get("scale", 2))
     axis = int(tp.get("axis", 2))
     if axis not in (0, 1, 2) or scale < 2:
-        raise SystemExit(f"throughplane: axis must be 0, 1 or 2 and scale ≥ 2, got axis={axis}, scale={scale}")
+        raise SystemExit(
+            f"throughplane: axis must be 0, 1 or 2 and scale ≥ 2, got axis={axis}, scale={scale}"
+        )
     thickness = float(tp.get("thickness", scale - float(tp.get("gap", 0.0))))
     mode = str(tp.get("interpolation", "cubic"))
     simulate = bool(tp.get("simulate", True))
@@ -293,15 +295,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     inputs, targets = make_pairs(lr / norm, axis, scale, thickness, mode)
     summary["pairs"] = len(inputs)
     t1 = time.time()
-    net = train_network(inputs, targets, cfg, out_dir / "smore_vdsr.safetensors", f"{src.name} in-plane slices")
+    net = train_network(
+        inputs, targets, cfg, out_dir / "smore_vdsr.safetensors", f"{src.name} in-plane slices"
+    )
     summary["train_seconds"] = round(time.time() - t1, 1)
     t2 = time.time()
     batch = int(tp.get("batch", 8))
-    res = {k: np.clip(v * norm, lo, hi) for k, v in apply_throughplane(net, lr / norm, axis, scale, mode, batch).items()}
+    res = {
+        k: np.clip(v * norm, lo, hi)
+        for k, v in apply_throughplane(net, lr / norm, axis, scale, mode, batch).items()
+    }
     summary["inference_seconds"] = round(time.time() - t2, 1)
     out_affine = refine_affine(lr_affine, scale, (axis,))
     out_path = write_nifti(
-        res["mean"], like, out_affine, out_dir / f"smore_x{scale}.nii.gz", f"sciSR SMORE-style x{scale} axis {axis}"
+        res["mean"],
+        like,
+        out_affine,
+        out_dir / f"smore_x{scale}.nii.gz",
+        f"sciSR SMORE-style x{scale} axis {axis}",
     )
     summary["output"] = str(out_path)
     summary["output_shape"] = list(res["mean"].shape)
@@ -312,7 +323,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if mask.shape != hr.shape:  # pragma: no cover - crop_to_multiple keeps shapes in step
             raise SystemExit("mask and volume shapes differ")
         planes = tuple(a for a in range(3) if a != axis)
-        methods = {m: np.clip(interpolate_axis(lr, axis, scale, m), lo, hi) for m in ("nearest", "linear", "cubic")}
+        methods = {
+            m: np.clip(interpolate_axis(lr, axis, scale, m), lo, hi) for m in ("nearest", "linear", "cubic")
+        }
         methods["smore (one family: planes_q)"] = res["planes_q"]
         methods["smore (one family: planes_p)"] = res["planes_p"]
         methods["smore (mean of both)"] = res["mean"]
@@ -321,8 +334,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         summary["mask_voxels"] = int(mask.sum())
         summary["hr_affine_equals_output"] = bool(np.allclose(out_affine, like.affine))
         cap = (
-            f"Through-plane ×{scale} (axis {axis}, thickness {thickness:g}, gap {scale - thickness:g} HR voxels), "
-            f"{src.name}, inside the brain mask ({int(mask.sum())} voxels); SSIM on the planes of axes {planes}."
+            f"Through-plane ×{scale} (axis {axis}, thickness {thickness:g}, gap {scale - thickness:g} "
+            f"HR voxels), {src.name}, inside the brain mask ({int(mask.sum())} voxels); "
+            f"SSIM on the planes of axes {planes}."
         )
         (out_dir / "metrics.md").write_text(markdown_table(rows, cap))
         with open(out_dir / "metrics.csv", "w") as f:
