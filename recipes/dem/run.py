@@ -10,14 +10,15 @@ Steps (public API only):
 2. ``sciSR.evaluate`` on the evaluation window (by default cells the fine-tuning never saw): the
    baseline ladder, the starting weights and the fine-tuned weights, ``area`` degradation; the
    report folder is ``OUT/report`` (``metrics.csv``, ``report.md``, figures).
-3. ``sciSR.downscale`` of the ``[data] downscale`` DEM ×``scale`` with the fine-tuned weights and
-   ``sciSR.write`` to ``OUT/<stem>_x<scale>.tif``: same CRS and bounds, pixel size divided by the
-   scale (checked and recorded in ``OUT/summary.json``).
+3. ``sciSR.downscale`` of the ``[data] downscale`` DEM (optionally a ``downscale_window`` of it)
+   ×``scale`` with the fine-tuned weights and ``sciSR.write`` to ``OUT/<stem>_x<scale>.tif``
+   (``.nc`` for a NetCDF source): for a whole GeoTIFF, same CRS and bounds and the pixel size
+   divided by the scale (checked and recorded in ``OUT/summary.json``).
 
 The defaults run on the shipped ETOPO5 Alps sample (training pool: 96×128 cells of 5′; columns 0–95
 fine-tune, columns 96–127 evaluate) in about two minutes on 2 CPU cores. For real data, point the
 paths at your GeoTIFF (or any file ``sciSR.open`` reads, e.g. ETOPO's ``etopo5.cdf`` with
-``variable = "ROSE"``) and raise ``steps``.
+``variable = "ROSE"`` and windows on ``ETOPO05_Y``/``ETOPO05_X``) and raise ``steps``.
 
 Usage:
     python recipes/dem/run.py --config recipes/dem/config.toml --out runs/dem
@@ -104,14 +105,17 @@ def main(argv: list[str] | None = None) -> Path:
     report = rep.save(out / "report")
 
     src = resolve(data["downscale"], base)
-    hr = sciSR.downscale(src, model=net, scale=scale, precision="fp32", progress=False)
-    dst = sciSR.write(hr, out / f"{src.stem}_x{scale}.tif")
+    window = data.get("downscale_window")
+    lr = open_window(data["downscale"], base, window) if window else src
+    hr = sciSR.downscale(lr, model=net, scale=scale, precision="fp32", progress=False)
+    geotiff = src.suffix.lower() in (".tif", ".tiff")
+    dst = sciSR.write(hr, out / f"{src.stem}_x{scale}{'.tif' if geotiff else '.nc'}")
     summary = {
         "config": str(args.config),
         "weights": str(weights_path),
         "report": str(report),
         "downscaled": str(dst),
-        "georeferencing": georef_check(src, dst, scale),
+        "georeferencing": georef_check(src, dst, scale) if geotiff and not window else "not compared",
         "rmse": {str(k): float(v) for k, v in rep.table["rmse"].droplevel(0).items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -125,8 +125,12 @@ def case_eur11(root: Path) -> Case | None:
         return None
     with xr.open_dataset(p) as ds:
         da = ds["tas"].isel(height=0, drop=True).load()
+    for d in ("rlat", "rlon"):  # stored with float32 rounding (4e-7° off the grid): nominal 0.11° axis
+        v = da[d].values.astype(np.float64)
+        da = da.assign_coords({d: (d, v[0] + np.arange(v.size) * (v[-1] - v[0]) / (v.size - 1), da[d].attrs)})
     return Case("eur11", "EURO-CORDEX EUR-11 tas ×4", "libncarg-data `nug/tas_rotated_grid_EUR11.nc` (0.11°)",
-                "all 412×424 cells (rotated pole, uniform weights); LR = 4×4 block mean",
+                "all 412×424 cells (rotated pole, uniform weights; `rlat`/`rlon` set to their nominal "
+                "regular 0.11° axes, the file stores them with float32 rounding); LR = 4×4 block mean",
                 _crop(da, 4).to_dataset(), 4, "temperature")
 
 
