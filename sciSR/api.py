@@ -191,6 +191,8 @@ def downscale_array(
     model_kwargs = {k: v for k, v in kwargs.items() if k not in PIPELINE_OPTS}
     opts = {k: v for k, v in kwargs.items() if k in PIPELINE_OPTS}
     c = infer_in_channels(model, model_kwargs)
+    if isinstance(model, nn.Module) and opts.get("covariates") is not None:
+        c -= len(opts["covariates"]) * scale**2  # a module's input channels include the covariates'
     model_kwargs["in_channels"] = c
     if isinstance(model, nn.Module):
         model_kwargs.pop("in_channels")
@@ -205,6 +207,10 @@ def downscale_array(
     lead = arr.shape[:-3] if c > 1 else arr.shape[:-2]
     h, w = arr.shape[-2:]
     block = arr.reshape(-1, c, h, w)
+    if pipe.covariates is not None:
+        from .covariates import stack_for_shape
+
+        pipe = pipe.with_covariates(stack_for_shape(pipe.covariates, scale, (h, w)))
     y = pipe.run(block, pipe.fit(block))
     c_out = y.shape[1]
     y = y.reshape(*lead, *((c_out,) if c > 1 or c_out != c else ()), h * scale, w * scale)

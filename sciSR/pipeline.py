@@ -39,6 +39,7 @@ PIPELINE_OPTS = (
     "clip",
     "constraint",
     "constraint_degradation",
+    "covariates",
 )
 
 
@@ -323,6 +324,8 @@ class Pipeline:
     model_reason: str = "model given by the caller"
     constraint: Any = None
     area_weights: Any = None
+    covariates: Any = None
+    covariate_stack: Any = None
     _record_attrs: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -347,6 +350,7 @@ class Pipeline:
         default_clip: bool = False,
         constraint: Any = None,
         constraint_degradation: str | None = None,
+        covariates: Any = None,
         **model_kwargs: Any,
     ) -> Pipeline:
         """Resolve the model, engine and settings of one call.
@@ -364,10 +368,16 @@ class Pipeline:
         ``"none"``; ``None``: the one recorded in the weights' metadata, else none) is applied to the
         output in data units so that coarsening it by ``constraint_degradation`` (default: the
         weights' record, else ``"area"``, the area-weighted block mean) returns the input.
+        ``covariates`` (``{name: HR field}``, :mod:`sciSR.covariates`) add ``k·s²`` input channels after
+        the ``in_channels`` data channels; attach their LR stack per grid with :meth:`with_covariates`.
         """
         clip = resolve_clip(clip, default_clip)
         scale = check_scale(model if isinstance(model, str) else type(model).__name__, scale, ())
         reason = "model given by the caller"
+        cov_in, n_cov = _resolve_covariates(covariates, model, weights, scale)
+        if n_cov and isinstance(model, str):
+            model_kwargs.setdefault("out_channels", in_channels)  # covariates are inputs only
+        in_channels = in_channels + n_cov
         if isinstance(model, str) and model.strip().lower() == "auto":
             model, weights, reason = resolve_auto(scale, in_channels, weights, data_domain, model_kwargs)
         net, engine, record = _prepare_model(
@@ -408,8 +418,74 @@ class Pipeline:
                 norm = "minmax" if learned else None
         cons = _resolve_constraint(constraint, constraint_degradation, meta)
         return cls(
-            net, scale, engine, tile, halo, blend, norm, norm_params, clip, record, reason, constraint=cons
+            net,
+            scale,
+            engine,
+            tile,
+            halo,
+            blend,
+            norm,
+            norm_params,
+            clip,
+            record,
+            reason,
+            constraint=cons,
+            covariates=cov_in,
         )
+
+    def with_covariates(self, stack: Any) -> Pipeline:
+        """This pipeline (same model object) with the LR covariate stack of one grid
+        (:class:`sciSR.covariates.CovariateStack`, from :func:`sciSR.covariates.stack_for_grid`)."""
+        if stack is self.covariate_stack:
+            return self
+        return dataclasses.replace(self, covariate_stack=stack)
+
+    @property
+    def covariate_channels(self) -> int:
+        """Input channels taken by covariates (``k·s²``; 0 without covariates)."""
+        return 0 if self.covariates is None else int(self.covariates.channels(self.scale))
+
+    def _with_covariate_channels(
+        self,
+        z: np.ndarray,
+        shape: tuple[int, int],
+        rows: tuple[int, int],
+        cols: list[tuple[int, int]] | tuple[tuple[int, int], ...],
+    ) -> np.ndarray:
+        """``z`` with the covariate channels of LR ``rows``/``cols`` appended (unchanged without covariates).
+
+        ``shape`` is the whole LR array's ``(H, W)``, which the stack must match.
+
+        Raises:
+            ValueError: No stack attached, a stack of another grid, or a model that does not take
+                the data channels plus the covariate channels.
+
+        Shape:
+            ``(B, C, h, w) -> (B, C + k·s², h, w)``.
+        """
+        if self.covariates is None:
+            return z
+        stack = self.covariate_stack
+        if stack is None:
+            raise ValueError(
+                "covariates= were not matched to this input's grid; pass an array or an xarray object "
+                "(covariates are not supported by this adapter's streamed path)"
+            )
+        if tuple(stack.shape) != tuple(shape):
+            raise ValueError(
+                f"the covariates lie on an LR grid of {stack.shape[0]}×{stack.shape[1]} (HR "
+                f"{stack.scale * stack.shape[0]}×{stack.scale * stack.shape[1]}) but the data are "
+                f"{shape[0]}×{shape[1]}; give covariates on the data's HR grid"
+            )
+        out = stack.append_to(z, rows, cols)
+        n_model = model_in_channels(self.model)
+        if out.shape[1] != n_model:
+            raise ValueError(
+                f"the model takes {n_model} input channels but the data ({z.shape[1]}) and covariates "
+                f"({stack.lr.shape[0]} = {len(stack.names)}×{self.scale}²) give {out.shape[1]}; build the "
+                f"model with in_channels={z.shape[1] + stack.lr.shape[0]}"
+            )
+        return out
 
     def with_area_weights(self, weights: Any) -> Pipeline:
         """This pipeline (same model object) with HR area weights of one field for the constraint.
@@ -481,7 +557,8 @@ class Pipeline:
 
     @property
     def in_channels(self) -> int:
-        return model_in_channels(self.model)
+        """Data channels the model takes (its input channels less the covariate channels)."""
+        return model_in_channels(self.model) - self.covariate_channels
 
     def tiler_for(self, h: int, w: int) -> Tiler:
         """Tiler for an ``h × w`` LR array (tile chosen from the memory budget when unset)."""
@@ -491,9 +568,8 @@ class Pipeline:
                 tile = max(h, w)
             else:
                 budget = default_budget(self.engine.device)
-                tile = auto_tile_size(
-                    self.model, self.in_channels, self.halo, budget, self.engine.precision, self.scale
-                )
+                n_in = model_in_channels(self.model)
+                tile = auto_tile_size(self.model, n_in, self.halo, budget, self.engine.precision, self.scale)
         elif tile == 0:
             tile = max(h, w)
         return Tiler(int(tile), self.halo, self.scale, self.blend)
@@ -545,6 +621,10 @@ class Pipeline:
             pad = min(self.halo, w)
             x = np.concatenate([x[..., w - pad :], x, x[..., :pad]], axis=-1)
         z, _ = self._normalized(x, normalizers)
+        if self.covariates is not None:
+            cols = [(w - pad, w), (0, w), (0, pad)] if pad else [(0, w)]
+            cols = [c for c in cols if c[1] > c[0]]
+            z = self._with_covariate_channels(z, (x.shape[-2], w), (0, x.shape[-2]), cols)
         tiler = self.tiler_for(x.shape[-2], z.shape[-1])
         y = self.engine.run(self.model, torch.from_numpy(np.ascontiguousarray(z)), tiler, desc=desc).numpy()
         if pad:
@@ -638,6 +718,7 @@ class Pipeline:
             )
         y0, y1, x0, x1 = plan.region
         z, _valid = self._normalized(x_box, normalizers)
+        z = self._with_covariate_channels(z, plan.shape, plan.rows, plan.read)
         y = self.engine.run_windows(
             self.model,
             torch.from_numpy(np.ascontiguousarray(z)),
@@ -707,6 +788,27 @@ class Pipeline:
             )
         out = np.where(hr_valid, out, np.float32(np.nan))
         return out.astype(np.float32, copy=False)
+
+
+def _resolve_covariates(covariates: Any, model: Any, weights: Any, scale: int) -> tuple[Any, int]:
+    """The call's :class:`sciSR.covariates.CovariateInput` (with the weights' records) and its channel
+    count, after checking that the weights and the covariates belong together."""
+    from . import covariates as cov
+
+    given = cov.as_input(covariates)
+    auto = isinstance(model, str) and model.strip().lower() == "auto"
+    if auto and given is not None and (weights is None or not Path(str(weights)).is_file()):
+        raise ValueError(
+            "covariates= need weights trained with them; name the model and its weight file "
+            "(model='rcan', weights='trained.safetensors')"
+        )
+    recorded, known = cov.recorded_for_model(model, weights)
+    cov.check_match(recorded, given, known)
+    if given is None:
+        return None, 0
+    if recorded is not None:
+        given = dataclasses.replace(given, records=tuple(recorded))
+    return given, given.channels(scale)
 
 
 def _resolve_constraint(constraint: Any, degradation: str | None, meta: dict[str, Any]) -> Any:

@@ -103,6 +103,7 @@ def downscale_dataset(
     spatial = {d for dims in grids for d in dims}
     model_name = pipeline_model_name(pipe)
     pipes = {dims: _with_area_weights(pipe, grid, scale) for dims, grid in grids.items()}
+    pipes = {dims: _with_covariates(p, grids[dims], scale) for dims, p in pipes.items()}
 
     data_vars: dict[Hashable, xr.Variable] = {}
     dropped: list[str] = []
@@ -163,6 +164,17 @@ def _with_area_weights(pipe: Pipeline, grid: Grid, scale: int) -> Pipeline:
     from ..constraints import area_weights_for_grid
 
     return pipe.with_area_weights(area_weights_for_grid(grid, scale))
+
+
+def _with_covariates(pipe: Pipeline, grid: Grid, scale: int) -> Pipeline:
+    """``pipe`` with the LR covariate stack of ``grid`` when the call has covariates (checked against
+    the refined grid, :func:`sciSR.covariates.stack_for_grid`)."""
+    given = getattr(pipe, "covariates", None)
+    if given is None:
+        return pipe
+    from ..covariates import stack_for_grid
+
+    return pipe.with_covariates(stack_for_grid(given, grid, scale))
 
 
 def with_source_bounds(ds: xr.Dataset, dims: set[str]) -> xr.Dataset:

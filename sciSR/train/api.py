@@ -49,6 +49,28 @@ def _build(model: str | nn.Module, scale: int, n_in: int, pretrained: Any, **kw:
     return create_model(model, scale=scale, in_channels=n_in, pretrained=pretrained, **kw)
 
 
+def _covariate_input(covariates: Any, net: nn.Module, scale: int, channels: int) -> Any:
+    """``covariates=`` as a :class:`sciSR.covariates.CovariateInput`, with ``net`` given the ``k·s²``
+    extra input channels (zero-initialised, :func:`sciSR.covariates.expand_input_channels`) unless it
+    already takes them."""
+    if covariates is None:
+        return None
+    from .. import covariates as cov
+    from ..pipeline import model_in_channels
+
+    given = cov.as_input(covariates)
+    extra = given.channels(scale)
+    n_in = model_in_channels(net)
+    if n_in == channels:
+        cov.expand_input_channels(net, extra)
+    elif n_in != channels + extra:
+        raise ValueError(
+            f"the network takes {n_in} input channels; with {len(given.names)} covariate(s) at scale "
+            f"{scale} it needs {channels} (expanded here) or {channels + extra}"
+        )
+    return given
+
+
 def _is_dictionary_model(model: nn.Module) -> bool:
     from ..models.sparse_coding import SparseCodingSR
 
@@ -72,12 +94,32 @@ def _run(
     resume: bool,
     progress: bool | None,
     extra_meta: dict[str, Any],
+    covariates: Any = None,
 ) -> nn.Module:
     from ..models.weights_io import save_weights
     from .datasets import TrainingData, load_training_data
 
     if out is not None:
         _check_out(Path(out))
+    if covariates is not None:
+        import dataclasses
+
+        from .. import covariates as cov
+
+        td, recs = cov.training_data(
+            data,
+            covariates,
+            scale=scale,
+            channels=channels,
+            variables=variables,
+            axis=axis,
+            val_fraction=val_fraction,
+            norm=norm,
+            seed=cfg.seed,
+        )
+        extra_meta = {**extra_meta, **cov.metadata_for(recs)}
+        cfg = dataclasses.replace(cfg, covariates=len(covariates.names))
+        data = td
     td = (
         data
         if isinstance(data, TrainingData)
@@ -93,7 +135,7 @@ def _run(
             seed=cfg.seed,
         )
     )
-    if td.channels != channels:
+    if td.channels - cfg.covariates != channels:
         raise ValueError(
             f"the data has {td.channels} channel(s) but the network takes {channels}; "
             f"pass channels={td.channels}"
@@ -174,6 +216,7 @@ def train(
     progress: bool | None = None,
     model_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    covariates: dict[str, Any] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Train a network from random initialisation and return it (EMA weights when ``ema`` > 0).
@@ -199,6 +242,9 @@ def train(
         progress: tqdm bar on stderr (``None``: when stderr is a terminal).
         model_kwargs: Architecture options for a registry name (``n_resgroups``...).
         metadata: Extra strings stored in the weight file's metadata (provenance, tags).
+        covariates: Static HR fields ``{name: (H, W) field}`` on the grid of the training fields
+            (topography, land–sea mask): extra input channels (:mod:`sciSR.covariates`), recorded
+            with the weights; ``downscale`` then needs the same covariates.
         **options: :class:`~sciSR.train.TrainConfig` fields (``batch_size``, ``patch``, ``lr``,
             ``ema``, ``loss``, ``gan``, ``vgg_weights``, ``precision``, ``device``, ``workers``, ``seed``...).
 
@@ -213,6 +259,7 @@ def train(
     cfg = _config(scale, options, steps=steps, degradation=degradation, lr=2e-4, ema=0.999)
     ch = channels or int(getattr(model, "in_channels", 0) or 1)
     net = _build(model, scale, ch, False, **(model_kwargs or {}))
+    given = _covariate_input(covariates, net, scale, ch)
     return _run(
         net,
         data,
@@ -229,6 +276,7 @@ def train(
         resume=resume,
         progress=progress,
         extra_meta={"scisr_recipe": "train", **(metadata or {})},
+        covariates=given,
     )
 
 
@@ -251,6 +299,7 @@ def finetune(
     resume: bool = False,
     progress: bool | None = None,
     metadata: dict[str, Any] | None = None,
+    covariates: dict[str, Any] | None = None,
     **options: Any,
 ) -> nn.Module:
     """Fine-tune a network from its shipped natural-image weights (or ``weights``) on domain data.
@@ -278,6 +327,9 @@ def finetune(
         resume: Continue from ``checkpoint``.
         progress: tqdm bar on stderr.
         metadata: Extra strings stored in the weight file's metadata (provenance, tags).
+        covariates: Static HR fields ``{name: (H, W) field}`` on the grid of the training fields:
+            extra input channels (:mod:`sciSR.covariates`) whose first-layer weights start at zero,
+            so training starts from the pretrained network; recorded with the weights.
         **options: Further :class:`~sciSR.train.TrainConfig` fields.
 
     Returns:
@@ -292,6 +344,7 @@ def finetune(
     )
     ch = channels or int(getattr(model, "in_channels", 0) or 1)
     net = _build(model, scale, ch, True if weights is None else weights)
+    given = _covariate_input(covariates, net, scale, ch)
     return _run(
         net,
         data,
@@ -312,4 +365,5 @@ def finetune(
             "scisr_finetuned_from": str(weights or "shipped"),
             **(metadata or {}),
         },
+        covariates=given,
     )

@@ -92,6 +92,10 @@ class TrainConfig:
             same as data units under an affine normalization; ``mult``/``softmax`` need the
             normalization to keep 0 at 0). The saved weights record it, so ``downscale`` applies it
             with them by default.
+        covariates: Number of trailing channels of the training fields that are static HR covariates
+            (:mod:`sciSR.covariates`; set by ``finetune``/``train`` from ``covariates=``). They are cut
+            and augmented with the data patches, pixel-unshuffled onto the LR grid after the degraded
+            data channels (never degraded), and are not part of the target.
         extra: Free-form record (stored with the weights).
     """
 
@@ -129,6 +133,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     d_lr: float | None = None
     constraint: str | None = None
+    covariates: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -229,7 +234,7 @@ def _constrain_outputs(constraint: Any, outputs: Any, lr: torch.Tensor, scale: i
     def one(o: torch.Tensor) -> torch.Tensor:
         if tuple(o.shape[-2:]) != full:
             return o
-        return constraint.apply(o, lr.to(o.dtype), scale)
+        return constraint.apply(o, lr[:, : o.shape[1]].to(o.dtype), scale)  # data channels: covariates follow
 
     return [one(o) for o in outputs] if isinstance(outputs, (list, tuple)) else one(outputs)
 
@@ -506,6 +511,12 @@ def fit(
     if channels_last is None:  # NHWC: faster on CUDA and for oneDNN's bf16 convolutions
         channels_last = precision != "fp32" or device.type == "cuda"
     in_channels = int(np.asarray(images[0]).shape[0]) if np.asarray(images[0]).ndim == 3 else 1
+    n_cov = int(config.covariates)
+    if n_cov and (lr_images is not None or n_cov >= in_channels):
+        raise ValueError(
+            f"covariates={n_cov} needs fields with more than {n_cov} channels (data first) and no LR pairs"
+        )
+    in_channels -= n_cov
     constraint = train_constraint(config)
     if constraint is not None and metadata is not None:
         metadata.update(constraint.metadata())  # the caller's record names the layer too
@@ -592,6 +603,10 @@ def fit(
             for g in opt.param_groups:
                 g["lr"] = rate
             lr_t, hr_t = lr_t.to(device, non_blocking=True), hr_t.to(device, non_blocking=True)
+            if n_cov:
+                from ..covariates import split_batch
+
+                lr_t, hr_t = split_batch(lr_t, hr_t, in_channels, scale)
             if channels_last:
                 lr_t = lr_t.contiguous(memory_format=torch.channels_last)
             with _autocast(device, precision):
@@ -633,18 +648,25 @@ def fit(
                 }
                 if do_val:
                     net = ema.model if ema is not None else model
-                    net = net if constraint is None else _Constrained(net, constraint, scale)
-                    rec.update(
-                        evaluate(
-                            net,
-                            val_images,
-                            scale,
-                            config.degradation,
-                            config.degrade_options,
-                            config.val_crop,
-                            device,
+                    if n_cov:
+                        from .. import covariates as cov_mod
+
+                        opts = (config.degradation, config.degrade_options, config.val_crop, device)
+                        vals = list(val_images)
+                        rec.update(cov_mod.evaluate(net, vals, scale, in_channels, *opts, constraint))
+                    else:
+                        net = net if constraint is None else _Constrained(net, constraint, scale)
+                        rec.update(
+                            evaluate(
+                                net,
+                                val_images,
+                                scale,
+                                config.degradation,
+                                config.degrade_options,
+                                config.val_crop,
+                                device,
+                            )
                         )
-                    )
                 state.history.append(rec)
                 bar.set_postfix({k: round(v, 4) for k, v in rec.items() if k in ("loss", "psnr")})
                 if log is not None:
