@@ -408,7 +408,9 @@ def hr_coords(da: Any, scale: int) -> dict[str, np.ndarray]:
     dims = find_spatial_dims(var)
     if dims is None:
         raise ValueError(f"no spatial dims found in {tuple(var.dims)}")
-    grid = Grid(ds, *dims)
+    from .io.xarray_core import with_source_bounds
+
+    grid = Grid(with_source_bounds(ds, set(dims)), *dims)
     ref = grid.refine(scale)
     return {d: np.asarray(ref[d].values) for d in dims if d in ref}
 

@@ -417,6 +417,11 @@ class Pipeline:
             else:
                 norm = "minmax" if learned else None
         cons = _resolve_constraint(constraint, constraint_degradation, meta)
+        if n_cov and model_in_channels(net) <= n_cov:
+            raise ValueError(
+                f"the model takes {model_in_channels(net)} input channels, not more than the {n_cov} "
+                f"covariate channels ({len(cov_in.names)}×{scale}²); build it with in_channels=C+{n_cov}"
+            )
         return cls(
             net,
             scale,
