@@ -568,10 +568,16 @@ def downscale_path(
 ) -> xr.Dataset:
     """``sciSR.downscale`` for files: open, downscale, and write ``out`` if given.
 
-    The output format follows ``out``'s extension and may differ from the input's.
+    The output format follows ``out``'s extension and may differ from the input's. With ``out``,
+    GeoTIFF, NetCDF and Zarr inputs are streamed (:mod:`sciSR.io.streaming`): variables are
+    chunked lazily, normalizers fitted by streaming reductions, and the output computed and written
+    block by block, so peak memory is set by block and tile sizes, not by the file size; values
+    equal the in-memory path's. A streamed output that cannot fit on its disk (uncompressed) is
+    refused before any computation.
 
     Returns:
-        The result as an ``xr.Dataset``.
+        The result as an ``xr.Dataset`` (lazy, dask-backed, for streamed calls: reading its values
+        computes them again).
 
     Raises:
         FileNotFoundError: The input does not exist.

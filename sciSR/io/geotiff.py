@@ -20,6 +20,10 @@ stores physical values and never applies a packing twice.
 Geometry (DESIGN §4): ``T_new = T @ Affine.scale(1/s)``, same CRS, identical bounds; the output
 nodata mask is exactly the nearest-upsampled input mask. TIFFs without any georeferencing that
 look like photos (8-bit with 1–4 bands, or 16-bit grey) are handed to the image adapter.
+
+Dask-backed rasters (file-to-file calls chunk them, see :mod:`sciSR.io.streaming`) give a lazy
+result computed region by region, and :meth:`GeoTiffAdapter.write` stores dask data window by window
+into the tiled output (a COG is converted from that tiled file), never holding the whole raster.
 """
 
 from __future__ import annotations
@@ -555,9 +559,9 @@ def _check_memory(ds: xr.Dataset, names: list[str], pipe: Pipeline, scale: int, 
             out = output_dtype(src, dtype)
             out_size = out.itemsize + 4 + (8 if out.kind in "iu" else 0)  # stacked copy, float64 cast staging
             if da.chunks is not None:  # streamed: region by region (STREAM_WORKERS blocks at once)
-                from .streaming import STREAM_WORKERS, region_grid
+                from .streaming import STREAM_WORKERS, region_grid, stream_pipeline
 
-                rows, cols = region_grid(pipe, (da.sizes["y"], da.sizes["x"]))
+                rows, cols = region_grid(stream_pipeline(pipe), (da.sizes["y"], da.sizes["x"]))
                 block = c * max(b - a for a, b in rows) * max(b - a for a, b in cols)
                 plans.append(memory.VarPlan(block, block, 8, out_size, 4, True, STREAM_WORKERS))
                 continue

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from ..normalize import Normalizer
     from ..pipeline import Pipeline
 
-#: HR cells a streamed block aims at (2048² float32 = 16 MiB per channel).
-TARGET_HR_CELLS = 2048 * 2048
+#: HR cells a streamed block aims at (1024² float32 = 4 MiB per channel).
+TARGET_HR_CELLS = 1024 * 1024
+#: LR window edge of cropped-window models in streamed runs (×4: 1024² HR cells per window).
+STREAM_MODEL_TILE = 256
 #: LR chunk edge of the spatial chunks of a streamed input.
 INPUT_CHUNK = 1024
 #: Formats whose inputs are chunked for streaming when a call writes a file, with the largest field
@@ -140,9 +142,10 @@ def check_disk_space(ds: xr.Dataset, variables: Any, dtype: Any, scale: int, out
         return
     if need > free:
         err = OSError(
-            f"cannot write {out}: streamed, the call needs little memory, but the output is about "
-            f"{fmt_bytes(need)} uncompressed and {out.parent} has {fmt_bytes(free)} free; write it to a "
-            f"larger disk, or downscale a window (ds.isel(y=slice(...), x=slice(...))) or fewer variables"
+            f"cannot write {out}: no space left on the device for about {fmt_bytes(need)} (uncompressed) "
+            f"with {fmt_bytes(free)} free in {out.parent}; streamed, the call itself needs little memory: "
+            f"write to a larger disk, or downscale a window (ds.isel(y=slice(...), x=slice(...))) or fewer "
+            f"variables"
         )
         err.errno = errno.ENOSPC
         raise err
@@ -206,19 +209,50 @@ class _RegionTask:
         self.cast = cast
         self.desc = desc
 
-    def __call__(self, box: np.ndarray, plan: Any) -> np.ndarray:
-        x = np.asarray(box)
+    def __call__(self, read: Callable[[], np.ndarray], plan: Any) -> np.ndarray:
+        x = np.asarray(read())
         x = x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
         return self.cast(self.pipe.run_region(x[None], plan, self.normalizers, self.desc)[0])
 
 
-def quiet(pipe: Pipeline) -> Pipeline:
-    """A shallow copy of ``pipe`` whose engine shows no per-window progress bar (blocks have their own)."""
+class _BoxRead:
+    """Reads the LR box of one plan from the input array when its block is computed.
+
+    Each block reads its own box (a synchronous compute of the slices of the input's chunks it
+    needs) instead of depending on shared chunk tasks: shared input chunks would be kept in memory
+    until every block that overlaps them is done, which can be the whole input.
+    """
+
+    def __init__(self, x: Any, plan: Any) -> None:
+        self.x = x
+        self.plan = plan
+
+    def __call__(self) -> np.ndarray:
+        x = self.x
+        box = self.plan.read_box(lambda a, b, c, d: x[:, a:b, c:d])
+        return np.asarray(box.compute(scheduler="synchronous") if is_dask(box) else box)
+
+
+def stream_pipeline(pipe: Pipeline) -> Pipeline:
+    """A shallow copy of ``pipe`` for block-by-block runs.
+
+    Its engine shows no per-window progress bar (the writer shows one over blocks), and a model
+    left at the default tile whose windows are cropped (interpolation, translation-equivariant
+    CNNs) gets windows of :data:`STREAM_MODEL_TILE` LR pixels: its receptive field lies within the
+    halo, so any window size gives the whole array's values (to float rounding) while each block's
+    activations and temporaries stay small. Blended (non-equivariant) models keep their tile, on
+    which their values depend.
+    """
     import copy
 
     p = copy.copy(pipe)
     p.engine = copy.copy(pipe.engine)
     p.engine.progress = False
+    spec = getattr(p.model, "spec", None)
+    free = not any(True for _ in p.model.parameters())
+    cropped = bool(getattr(spec, "equivariant", False)) and p.blend == "crop"
+    if p.tile is None and (free or cropped):
+        p.tile = STREAM_MODEL_TILE
     return p
 
 
@@ -259,22 +293,19 @@ def region_array(
         x = dsa.from_array(np.asarray(x), chunks=(x.shape[0], INPUT_CHUNK, INPUT_CHUNK))
     _c, h, w = x.shape
     s = pipe.scale
+    pipe = stream_pipeline(pipe)
     rows, cols = region_grid(pipe, (h, w), periodic_x)
     cons = getattr(pipe, "constraint", None)
     if cons is not None and not getattr(cons, "local", True):  # a constraint over the whole field
         rows, cols = [(0, h)], [(0, w)]
-    task = _RegionTask(quiet(pipe), normalizers, cast, desc)
+    task = _RegionTask(pipe, normalizers, cast, desc)
     name = f"scisr-stream-{uuid.uuid4().hex}"
     dsk: dict[Any, Any] = {}
-    deps = []
     for i, (y0, y1) in enumerate(rows):
         for j, (x0, x1) in enumerate(cols):
             plan = pipe.plan_region((h, w), (y0, y1, x0, x1), periodic_x)
-            box = plan.read_box(lambda a, b, c, d: x[:, a:b, c:d])
-            box = box.rechunk(box.shape)
-            deps.append(box)
-            dsk[(name, 0, i, j)] = (partial(task, plan=plan), (box.name, 0, 0, 0))
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
+            dsk[(name, 0, i, j)] = (partial(task, _BoxRead(x, plan), plan),)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
     chunks = ((c_out,), tuple(s * (b - a) for a, b in rows), tuple(s * (b - a) for a, b in cols))
     dt = np.dtype(out_dtype)
     return dsa.Array(graph, name, chunks, meta=np.empty((0, 0, 0), dt))
