@@ -140,7 +140,18 @@ def lazy_hr(
         for lead in leads:
             keys = [[(a.name, *lead, *mid, jy, jx) for jx, _, _ in xs] for jy, _, _ in ys]
             slices = ([(y0, y1) for _, y0, y1 in ys], [(x0, x1) for _, x0, x1 in xs])
-            dsk[(wname, *lead, k)] = (_window_task, pkey, keys, slices, crop, normalizers, c)
+            dsk[(wname, *lead, k)] = (
+                _window_task,
+                pkey,
+                keys,
+                slices,
+                crop,
+                normalizers,
+                c,
+                (h, w),
+                (r0, r1),
+                cols,
+            )
     for iy in range(len(ybounds) - 1):
         for ix in range(len(xbounds) - 1):
             region = (ybounds[iy], ybounds[iy + 1], xbounds[ix] + pad, xbounds[ix + 1] + pad)
@@ -155,6 +166,7 @@ def lazy_hr(
                     (a.name, *lead, *mid, iy, ix),
                     tiler,
                     (region[0], region[2]),
+                    (ybounds[iy], xbounds[ix]),
                     normalizers,
                     cast,
                     nlead,
@@ -177,8 +189,14 @@ def _window_task(
     crop: tuple[int, int, int, int],
     normalizers: list[Normalizer],
     c: int,
+    shape: tuple[int, int],
+    rows: tuple[int, int],
+    cols: list[tuple[int, int]],
 ) -> np.ndarray:
     """One window: its LR box from the input chunks, normalized and filled, through the model.
+
+    ``shape``, ``rows`` and ``cols`` (the whole field's size, the box's rows and its source column
+    ranges) place the box in the field, for the covariate channels of a pipeline that has them.
 
     Shape:
         chunks ``(*loop, [C,] h_i, w_j)`` -> ``(B, C_out, s·wh, s·ww)`` (raw model output, float32).
@@ -188,14 +206,15 @@ def _window_task(
     from .. import workers
 
     workers.limit_torch_threads()
-    rows, cols = slices
+    prow, pcol = slices
     strips = []
-    for row, (y0, y1) in zip(chunks, rows):
-        parts = [ch[..., y0:y1, x0:x1] for ch, (x0, x1) in zip(row, cols)]
+    for row, (y0, y1) in zip(chunks, prow):
+        parts = [ch[..., y0:y1, x0:x1] for ch, (x0, x1) in zip(row, pcol)]
         strips.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1))
     box = strips[0] if len(strips) == 1 else np.concatenate(strips, axis=-2)
     pipe = handle.pipe
     z, _valid = pipe._normalized(_to_block(box, c), normalizers)
+    z = pipe._with_covariate_channels(z, shape, rows, cols)
     y0, y1, x0, x1 = crop
     tile = torch.from_numpy(np.ascontiguousarray(z[..., y0:y1, x0:x1]))
     # items go through the model in batches of engine.batch_size, as the whole-array run sends its
@@ -212,12 +231,16 @@ def _block_task(
     chunk: np.ndarray,
     tiler: Tiler,
     origin: tuple[int, int],
+    corner: tuple[int, int],
     normalizers: list[Normalizer],
     cast: Callable[[np.ndarray], np.ndarray],
     nlead: int,
     c: int,
 ) -> np.ndarray:
-    """One output block: the windows' outputs merged as the whole array merges them, then finished.
+    """One output block: the windows' outputs merged as the whole array merges them, then finished
+    (and constrained, when the pipeline has a consistency constraint: the block's own LR cells are
+    all a block-mean constraint needs). ``origin`` is the block's LR corner in the tiler's (padded)
+    coordinates, ``corner`` in the field's.
 
     Shape:
         chunk ``(*loop, [C,] bh, bw)`` -> ``(*loop, [C_out,] s·bh, s·bw)``.
@@ -239,7 +262,10 @@ def _block_task(
             tiler.merge_into(out[i], None if wsum is None else wsum[i], yt[i], win, (*origin, *hr))
     if wsum is not None:
         out /= wsum[:, None]
-    y = pipe._finish(out.numpy(), np.isfinite(x), normalizers)
+    raw = out.numpy()
+    y = pipe._finish(raw, np.isfinite(x), normalizers)
+    if pipe.constraint is not None:
+        y = pipe._constrain(y, x, (corner[0] * s, corner[1] * s), raw)
     shape = (*lead, *((y.shape[1],) if c > 1 else ()), *y.shape[-2:])
     if c == 1 and y.shape[1] != 1:
         raise ValueError(

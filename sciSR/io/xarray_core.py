@@ -612,7 +612,21 @@ def _run_dask(
             stacklevel=5,
         )
         a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
-    out = _region_graph(a, pipe, scale, cast, out_dt, periodic_x, nlead, c, normalizers, name)
+    from .window_graph import lazy_hr
+
+    out = lazy_hr(
+        a,
+        pipe,
+        normalizers,
+        scale=scale,
+        cast=cast,
+        out_dtype=out_dt,
+        c_out=_model_out_channels(pipe, c),
+        nlead=nlead,
+        c=c,
+        periodic_x=periodic_x,
+        name=name,
+    )
     return out, normalizers
 
 
@@ -659,150 +673,6 @@ def _rechunk_message(
 
 def _bounds(chunks: tuple[int, ...]) -> list[int]:
     return [0, *np.cumsum(chunks).tolist()]
-
-
-def _pieces(bounds: list[int], start: int, stop: int) -> list[tuple[int, int, int]]:
-    """``(chunk index, local start, local stop)`` of the chunks covering ``[start, stop)``."""
-    out = []
-    for i in range(len(bounds) - 1):
-        lo, hi = max(start, bounds[i]), min(stop, bounds[i + 1])
-        if lo < hi:
-            out.append((i, lo - bounds[i], hi - bounds[i]))
-    return out
-
-
-def _region_graph(
-    a: Any,
-    pipe: Pipeline,
-    scale: int,
-    cast: Callable[[np.ndarray], np.ndarray],
-    out_dt: np.dtype,
-    periodic_x: bool,
-    nlead: int,
-    c: int,
-    normalizers: list[Normalizer],
-    name: Hashable,
-) -> Any:
-    """One task per output block; each assembles its LR box (:meth:`Pipeline.plan_region`) from the
-    input chunks it overlaps and depends on the one graph key that holds the pipeline."""
-    import itertools
-
-    import dask.array as dsa
-    from dask.base import tokenize
-    from dask.highlevelgraph import HighLevelGraph
-
-    from .. import workers
-
-    h, w = a.shape[-2:]
-    c_out = _model_out_channels(pipe, c)
-    ptoken = workers.pipeline_token(pipe)
-    pkey = f"scisr-pipeline-{ptoken}"
-    nz_state = [(nz.kind, nz.params, nz.valid_range) for nz in normalizers]
-    out_name = f"scisr-{name}-" + tokenize(
-        a.name, ptoken, nz_state, scale, periodic_x, nlead, c, str(out_dt), str(name)
-    )
-    ybounds, xbounds = _bounds(a.chunks[-2]), _bounds(a.chunks[-1])
-    mid = (0,) if c > 1 else ()
-    leads = list(itertools.product(*(range(len(ch)) for ch in a.chunks[:nlead])))
-    dsk: dict[Any, Any] = {pkey: workers.PipelineHandle(pipe, ptoken)}
-    whole = len(ybounds) == 2 and len(xbounds) == 2
-    if whole:  # one chunk per field: exactly the eager path (pipe.run)
-        for lead in leads:
-            dsk[(out_name, *lead, *mid, 0, 0)] = (
-                _field_task,
-                pkey,
-                (a.name, *lead, *mid, 0, 0),
-                normalizers,
-                cast,
-                nlead,
-                c,
-                periodic_x,
-                str(name),
-            )
-    for iy in range(0 if whole else len(ybounds) - 1):
-        for ix in range(len(xbounds) - 1):
-            region = (ybounds[iy], ybounds[iy + 1], xbounds[ix], xbounds[ix + 1])
-            plan = pipe.plan_region((h, w), region, periodic_x)
-            ys = _pieces(ybounds, *plan.rows)
-            xs = [p for c0, c1 in plan.read for p in _pieces(xbounds, c0, c1)]
-            rows = [(y0, y1) for _, y0, y1 in ys]
-            cols = [(x0, x1) for _, x0, x1 in xs]
-            for lead in leads:
-                keys = [[(a.name, *lead, *mid, jy, jx) for jx, _, _ in xs] for jy, _, _ in ys]
-                dsk[(out_name, *lead, *mid, iy, ix)] = (
-                    _region_task,
-                    pkey,
-                    keys,
-                    rows,
-                    cols,
-                    plan,
-                    normalizers,
-                    cast,
-                    nlead,
-                    c,
-                    str(name),
-                )
-    chunks = (
-        *a.chunks[:nlead],
-        *([(c_out,)] if c > 1 else []),
-        tuple(n * scale for n in a.chunks[-2]),
-        tuple(n * scale for n in a.chunks[-1]),
-    )
-    graph = HighLevelGraph.from_collections(out_name, dsk, dependencies=[a])
-    return dsa.Array(graph, out_name, chunks, meta=np.empty((0,) * a.ndim, out_dt))
-
-
-def _field_task(
-    handle: Any,
-    chunk: np.ndarray,
-    normalizers: list[Normalizer],
-    cast: Callable[[np.ndarray], np.ndarray],
-    nlead: int,
-    c: int,
-    periodic_x: bool,
-    desc: str,
-) -> np.ndarray:
-    """HR of whole fields (one spatial chunk) by :meth:`Pipeline.run`, as the eager path does.
-
-    Shape:
-        ``(*loop, [C,] H, W) -> (*loop, [C_out,] s·H, s·W)``.
-    """
-    from .. import workers
-
-    workers.limit_torch_threads()
-    lead = chunk.shape[:nlead]
-    y = handle.pipe.run(_to_block(chunk, nlead, c), normalizers, periodic_x=periodic_x, desc=desc)
-    return cast(_from_block(y, lead, c))
-
-
-def _region_task(
-    handle: Any,
-    chunks: list[list[np.ndarray]],
-    rows: list[tuple[int, int]],
-    cols: list[tuple[int, int]],
-    plan: Any,
-    normalizers: list[Normalizer],
-    cast: Callable[[np.ndarray], np.ndarray],
-    nlead: int,
-    c: int,
-    desc: str,
-) -> np.ndarray:
-    """One HR block from the input chunks overlapping its LR box (run on a dask worker).
-
-    Shape:
-        chunks ``(*loop, [C,] h_i, w_j)`` → ``(*loop, [C_out,] s·bh, s·bw)``.
-    """
-    from .. import workers
-
-    workers.limit_torch_threads()
-    strips = []
-    for row, (y0, y1) in zip(chunks, rows):
-        parts = [ch[..., y0:y1, x0:x1] for ch, (x0, x1) in zip(row, cols)]
-        strips.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1))
-    box = strips[0] if len(strips) == 1 else np.concatenate(strips, axis=-2)
-    lead = box.shape[:nlead]
-    y = handle.pipe.run_region(_to_block(box, nlead, c), plan, normalizers, desc=desc)
-    return cast(_from_block(y, lead, c))
 
 
 def _model_out_channels(pipe: Pipeline, c: int) -> int:
