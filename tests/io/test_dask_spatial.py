@@ -112,7 +112,9 @@ def test_graph_is_lazy_small_and_model_is_one_key():
     handles = [v for v in layer.values() if isinstance(v, workers.PipelineHandle)]
     blocks = [k for k in layer if isinstance(k, tuple) and k[0] == arr.name]
     windows = [k for k in layer if isinstance(k, tuple) and str(k[0]).startswith("scisr-windows-")]
-    n_win = len(sciSR.pipeline.Pipeline.build(model, 2, tile=24).stream_tiler(48, 96 + 32).windows(48, 96 + 32))
+    n_win = len(
+        sciSR.pipeline.Pipeline.build(model, 2, tile=24).stream_tiler(48, 96 + 32).windows(48, 96 + 32)
+    )
     # the model once, one task per output block, one per tiler window and time chunk
     assert len(handles) == 1 and len(blocks) == arr.npartitions and len(windows) == 3 * n_win
     assert len(layer) == 1 + len(blocks) + len(windows)
