@@ -228,3 +228,20 @@ def test_inplane_recipe_smoke(tmp_path: Path) -> None:
     assert s["metrics"]["espcn[finetuned]"]["psnr"] == pytest.approx(t.loc["espcn[finetuned]", "psnr"])
     assert (out / "espcn_x2_mri_finetuned.safetensors").is_file()
     assert 0 < s["mask_voxels"] < 96 * 120 * 2
+
+
+def test_brain_mask_file_is_cut_like_the_volume(tp: types.ModuleType, tmp_path: Path) -> None:
+    import nibabel as nib
+
+    common = sys.modules["mri_common"]
+    full = np.zeros((9, 10, 11), dtype=np.uint8)
+    full[2:7, 3:8, 4:9] = 1
+    nib.save(nib.Nifti1Image(full, np.eye(4)), str(tmp_path / "mask.nii.gz"))
+    crop = {"k": [1, 11]}
+    vol = np.ones((9, 10, 10), dtype=np.float32)[:, :, :8]  # then cut to a multiple of 4 along k
+    got = common.brain_mask(vol, "mask.nii.gz", tmp_path, crop=crop)
+    np.testing.assert_array_equal(got, full[:, :, 1:9] > 0)
+    with pytest.raises(SystemExit, match="shape"):
+        common.brain_mask(np.ones((12, 10, 8), dtype=np.float32), "mask.nii.gz", tmp_path, crop=crop)
+    auto = common.brain_mask(np.pad(np.full((3, 3, 3), 100.0), 2), "auto", tmp_path)
+    assert auto.sum() == 27 and auto[3, 3, 3] and not auto[0, 0, 0]

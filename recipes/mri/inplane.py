@@ -137,12 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     eval_path = resolve(str(data.get("volume", "sample:mni152_t1_slab.nii.gz")), base)
     vol, img = load_volume(eval_path, ip.get("evaluate_crop"))
     vol, img = crop_to_multiple(vol, img, scale, (0, 1))
-    mask = (
-        brain_mask(vol, str(data.get("mask", "auto")), base) if data.get("mask", "auto") == "auto" else None
-    )
-    if mask is None:  # a mask file: load it on the full grid, then cut it like the volume
-        m_full, _ = load_volume(resolve(str(data["mask"]), base), ip.get("evaluate_crop"))
-        mask = m_full[: vol.shape[0], : vol.shape[1]] > 0
+    mask = brain_mask(vol, str(data.get("mask", "auto")), base, crop=ip.get("evaluate_crop"))
     dims = ("i", "j", "k")
     hr = xr.Dataset({"image": (dims, vol)})
     mask_da = xr.DataArray(mask, dims=dims)

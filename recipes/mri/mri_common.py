@@ -95,9 +95,17 @@ def crop_to_multiple(vol: np.ndarray, img: Any, scale: int, axes: tuple[int, ...
     return vol[tuple(idx)], img.slicer[tuple(idx)]
 
 
-def brain_mask(vol: np.ndarray, spec: str, base: Path, fraction: float = 0.1) -> np.ndarray:
+def brain_mask(
+    vol: np.ndarray,
+    spec: str,
+    base: Path,
+    fraction: float = 0.1,
+    crop: dict[str, list[int]] | None = None,
+) -> np.ndarray:
     """Voxels to score: ``spec`` ``"auto"`` (intensity above ``fraction`` × the 99th percentile of the
-    non-zero voxels, holes filled) or a NIfTI path (non-zero voxels; same grid as ``vol``).
+    non-zero voxels, holes filled) or a NIfTI path (non-zero voxels on the grid of the volume ``vol``
+    was cut from: the file is cut by ``crop`` like the volume, then to ``vol``'s shape, which drops
+    the last voxels removed by :func:`crop_to_multiple`).
 
     Raises:
         SystemExit: A mask file of another shape, or an empty mask.
@@ -113,7 +121,8 @@ def brain_mask(vol: np.ndarray, spec: str, base: Path, fraction: float = 0.1) ->
         mask = vol > thr
         mask = ndimage.binary_fill_holes(mask)
     else:
-        m, _ = load_volume(resolve(spec, base))
+        m, _ = load_volume(resolve(spec, base), crop)
+        m = m[tuple(slice(0, n) for n in vol.shape)]
         if m.shape != vol.shape:
             raise SystemExit(
                 f"mask {spec} has shape {m.shape}, the volume {vol.shape}; use a mask on the volume's grid"

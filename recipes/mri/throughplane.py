@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary["output_affine"] = out_affine.tolist()
 
     if simulate:
-        mask = brain_mask(hr, str(data.get("mask", "auto")), base)
+        mask = brain_mask(hr, str(data.get("mask", "auto")), base, crop=data.get("crop"))
         if mask.shape != hr.shape:  # pragma: no cover - crop_to_multiple keeps shapes in step
             raise SystemExit("mask and volume shapes differ")
         planes = tuple(a for a in range(3) if a != axis)
