@@ -97,8 +97,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
 
     truth = read_field(data["evaluate"], base, data.get("variable"), data.get("evaluate_window"))
-    start_label = f"{name}[{start}]" if start else name
-    models = [model_spec(m) for m in ecfg.get("models", [start_label.replace("[", ":").rstrip("]")])]
+    models = [model_spec(m) for m in ecfg.get("models", [f"{name}:{start}" if start else name])]
     rep = sciSR.evaluate(truth.rename("elevation").to_dataset(), scale=scale, models=[*models, net],
                          degradation=ft.get("degradation", "area"), precision="fp32", progress=False)
     relabel(rep, type(net).__name__, f"{name}[finetuned]")
