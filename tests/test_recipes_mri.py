@@ -245,3 +245,10 @@ def test_brain_mask_file_is_cut_like_the_volume(tp: types.ModuleType, tmp_path: 
         common.brain_mask(np.ones((12, 10, 8), dtype=np.float32), "mask.nii.gz", tmp_path, crop=crop)
     auto = common.brain_mask(np.pad(np.full((3, 3, 3), 100.0), 2), "auto", tmp_path)
     assert auto.sum() == 27 and auto[3, 3, 3] and not auto[0, 0, 0]
+
+
+def test_throughplane_refuses_inconsistent_thickness_and_gap(tp: types.ModuleType, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, **{"thickness = 2.0": "thickness = 2.0\ngap = 1.0"})
+    with pytest.raises(SystemExit, match="slice spacing"):
+        tp.main(["--config", str(cfg), "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad" / "smore_x2.nii.gz").exists()

@@ -259,6 +259,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"throughplane: axis must be 0, 1 or 2 and scale ≥ 2, got axis={axis}, scale={scale}"
         )
     thickness = float(tp.get("thickness", scale - float(tp.get("gap", 0.0))))
+    if "gap" in tp and abs(thickness + float(tp["gap"]) - scale) > 1e-9:
+        raise SystemExit(
+            f"throughplane: thickness {thickness:g} + gap {tp['gap']} must equal the slice spacing, "
+            f"scale {scale}; give only one of them"
+        )
+    if not thickness > 0:
+        raise SystemExit(f"throughplane: slice thickness must be positive, got {thickness:g}")
     mode = str(tp.get("interpolation", "cubic"))
     simulate = bool(tp.get("simulate", True))
     threads = cfg.get("train", {}).get("threads")
