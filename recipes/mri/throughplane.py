@@ -1,13 +1,13 @@
 """Through-plane MRI super-resolution by self-supervision on the volume's own in-plane slices.
 
 The idea is that of SMORE (Zhao et al., "SMORE: A Self-Supervised Anti-Aliasing and Super-Resolution
-Algorithm for MRI Using Deep Learning", IEEE TMI 2021, first online 2020) and ECLARE (Remedios et al.,
-"Self-supervised super-resolution for anisotropic MR images with and without slice gap", 2023): a
+Algorithm for MRI Using Deep Learning", IEEE TMI 40(3), 2021, first online 2020) and its successor
+ECLARE (Remedios et al., which also models slice gaps and estimates the slice profile): a
 thick-slice volume is sharp within each slice and blurred/undersampled across slices, so the in-plane
 slices, degraded along one in-plane axis by the same slice profile, give training pairs that mimic the
 through-plane degradation; the network trained on them is then applied along the slice axis in the
 two orthogonal plane families that contain it, and the two results are averaged. This file is our own
-code built on sciSR's public API; the network, the interpolation and the averaging are our choices:
+code built on sciSR's public API; the network and the interpolation are our choices:
 
 1. **Thick slices** (``simulate = true``): the HR volume (cropped so the slice axis is a multiple of
    ``scale``) is reduced along ``axis`` by ``sciSR.train.degrade(method="slice")``: LR slice ``i`` is
