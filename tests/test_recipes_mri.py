@@ -9,6 +9,7 @@ checking the written NIfTI files' shapes, affines and zooms and the scores' tabl
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -184,6 +185,9 @@ def test_throughplane_recipe_smoke(tp: types.ModuleType, tmp_path: Path) -> None
     np.testing.assert_allclose(sr.affine, src.affine)  # refined one-axis affine = the HR grid
     np.testing.assert_allclose(sr.get_qform(), src.affine)
     assert sr.get_data_dtype() == np.float32
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "smore_x2.nii.gz").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (out / "smore_vdsr.safetensors").is_file() and (out / "metrics.csv").is_file()
     m = s["metrics"]
     assert {"nearest", "linear", "cubic", "smore (mean of both)"} <= set(m)

@@ -189,6 +189,9 @@ def write_nifti(data: np.ndarray, like: Any, affine: np.ndarray, path: Path, des
     os.close(fd)
     try:
         nib.save(img, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
