@@ -47,6 +47,7 @@ def downscale(
     clip: bool | str | None = "auto",
     constraint: Any = None,
     constraint_degradation: str | None = None,
+    covariates: Any = None,
     ensemble: Any = None,
     augment: Any = None,
     ensemble_method: str | None = None,
@@ -104,6 +105,11 @@ def downscale(
             default unless the weights record another) or, for ``"add"``, a linear operator of
             :mod:`sciSR.train.degrade` (``"gaussian"``, ``"slice"``, ``"bicubic"``...: least-norm
             projection on whole fields).
+        covariates: Static high-resolution inputs ``{name: field}`` (topography, land–sea mask, another
+            MRI contrast) on the output grid (``scale`` × the input's; xarray fields with the refined
+            coordinates), for weights trained with them (:mod:`sciSR.covariates`,
+            ``docs/covariates.md``): normalized, pixel-unshuffled onto the input grid and fed as extra
+            channels. Weights trained with covariates need the same names in the same order.
         ensemble: Ensemble of outputs along a CF ``realization`` dimension (xarray, paths) or a new
             leading axis (arrays), one ``downscale`` call per member (:mod:`sciSR.ensemble`,
             ``docs/uncertainty.md``): a number of members (test-time augmentation, or MC dropout
@@ -124,6 +130,8 @@ def downscale(
     """
     if ensemble is not None or augment is not None or ensemble_method is not None:
         kw = {k: v for k, v in locals().items() if k not in ("data", "model", "scale", "model_kwargs")}
+        if covariates is None:
+            kw.pop("covariates")
         from .ensemble import downscale_ensemble
 
         return downscale_ensemble(data, model, scale, **kw, **model_kwargs)
@@ -143,6 +151,8 @@ def downscale(
     )
     if constraint is not None or constraint_degradation is not None:
         opts.update(constraint=constraint, constraint_degradation=constraint_degradation)
+    if covariates is not None:
+        opts["covariates"] = covariates
     if isinstance(data, (str, Path)):
         from .io import downscale_path
 

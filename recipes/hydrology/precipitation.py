@@ -22,7 +22,8 @@ Steps (public API only, plus scipy for the orography regridding):
    without a constraint with the layer applied at inference only (``softmax`` on weights trained
    without it uses the log of the output as logits, which equals ``mult``).
 5. ``sciSR.downscale`` of the block-mean LR of the evaluation hours with the ``[output] experiment``
-   and ``sciSR.write`` to ``OUT/stageiv_precip_x4.nc`` (CF NetCDF).
+   (and ``[output] constraint`` at inference, if set) and ``sciSR.write`` to
+   ``OUT/stageiv_precip_x4.nc`` (CF NetCDF).
 
 ``OUT/summary.json`` lists the RMSE (mm/h) of every method on the evaluation hours and the
 consistency error of the constrained outputs. The defaults finish in about five minutes on 2 CPU
@@ -219,9 +220,12 @@ def main(argv: list[str] | None = None) -> Path:
 
     lr = truth.coarsen({d: scale for d in truth[var].dims[-2:]}).mean()
     lr[var].attrs = dict(truth[var].attrs)
-    pick = cfg.get("output", {}).get("experiment") or next(iter(trained))
+    ocfg = cfg.get("output", {})
+    pick = ocfg.get("experiment") or next(iter(trained))
     t = trained[pick]
-    extra = {"covariates": covs} if t["covariate"] else {}
+    extra: dict[str, Any] = {"covariates": covs} if t["covariate"] else {}
+    if ocfg.get("constraint"):
+        extra["constraint"] = ocfg["constraint"]
     hr = sciSR.downscale(lr, model=name, weights=str(t["weights"]), scale=scale, precision="fp32", **extra)
     dst = sciSR.write(hr, out / f"stageiv_precip_x{scale}.nc")
     summary = {
@@ -233,6 +237,7 @@ def main(argv: list[str] | None = None) -> Path:
         "reports": reports,
         "downscaled": str(dst),
         "downscaled_experiment": pick,
+        "downscaled_constraint_at_inference": extra.get("constraint", ""),
         "downscaled_consistency": consistency(np.asarray(hr[var].values), np.asarray(lr[var].values), scale),
         "rmse_mm_per_h": rmse,
         "seconds": round(time.perf_counter() - t0, 1),
