@@ -700,6 +700,12 @@ def _fit_dask(pipe: Pipeline, a: Any, nlead: int, c: int, name: Hashable) -> tup
     normalizers = [pipe.make_normalizer() for _ in range(c)]
     kind = normalizers[0].kind
     recipe = None if pipe.norm_params else _DASK_STATS.get(kind)
+    if kind == "percentile" and not pipe.norm_params:  # exact streaming quantiles, nothing loaded whole
+        from .stream_stats import fit_percentile
+
+        fitted = [fit_percentile(nz, ch, name) for nz, ch in zip(normalizers, chans)]
+        counts = dask.compute(*[dsa.isfinite(ch).sum() for ch in chans])
+        return fitted, sum(int(n) for n in counts) == int(np.prod(a.shape, dtype=np.int64))
     if recipe is None and not pipe.norm_params:
         warnings.warn(f"norm={kind!r} has no dask recipe: loading {name!r} once to fit it", stacklevel=5)
         loaded = [np.asarray(ch) for ch in chans]

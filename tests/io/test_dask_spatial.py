@@ -192,3 +192,17 @@ def test_distributed_equals_eager_and_ships_model_once(tas):
     assert len(loads) == 2 and all(n <= 1 for n in loads.values()) and sum(loads.values()) >= 1
     cores = len(os.sched_getaffinity(0))
     assert set(threads.values()) == {workers.torch_threads_rule(cores, 2)}
+
+
+def test_percentile_norm_is_fitted_by_streaming_quantiles(tas):
+    """norm='percentile' on a dask input: exact quantiles from streaming passes, equal to eager."""
+    import warnings as _w
+
+    eager = sciSR.downscale(tas, model="espcn", scale=2, norm="percentile", progress=False)
+    with _w.catch_warnings():
+        _w.simplefilter("error", UserWarning)  # no "loading once to fit it" warning
+        lazy = sciSR.downscale(
+            tas.chunk({"time": 1, "lat": 48, "lon": 96}), model="espcn", scale=2, norm="percentile"
+        )
+    assert lazy.tas.attrs["scisr_norm_params"] == eager.tas.attrs["scisr_norm_params"]
+    assert np.max(np.abs(lazy.tas.values - eager.tas.values)) <= 1e-4
