@@ -227,3 +227,20 @@ def test_evaluate_is_exposed_lazily() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_models_can_carry_their_own_labels():
+    import sciSR
+    from sciSR.data import sample_path
+
+    ds = sciSR.open(sample_path("cmip5_tas_mpi-esm-lr_2005.nc")).isel(time=slice(0, 1))
+    net = sciSR.create_model("espcn", scale=2)
+    rep = sciSR.evaluate(
+        ds,
+        scale=2,
+        models=[("my-espcn", net), ("espcn-shipped", "espcn", {})],
+        baselines=("bicubic",),
+        progress=False,
+    )
+    names = set(rep.table.reset_index().iloc[:, :3].astype(str).values.ravel())
+    assert {"my-espcn", "espcn-shipped"} <= names

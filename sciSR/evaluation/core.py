@@ -392,10 +392,15 @@ def _mask_for(mask: Any, var: str, da: Any) -> np.ndarray | None:
 def _label(model: Any) -> tuple[str, Any, dict[str, Any]]:
     if isinstance(model, str):
         return model, model, {}
+    if isinstance(model, tuple) and len(model) == 3 and isinstance(model[0], str):  # (label, model, kwargs)
+        label, inner, kw = model
+        return label, inner, dict(kw or {})
     if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], Mapping):
         name, kw = model
         tag = kw.get("weights")
         return (f"{name}[{tag}]" if isinstance(tag, str) and tag else str(name)), name, dict(kw)
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[0], str):  # (label, module)
+        return model[0], model[1], {}
     return type(model).__name__, model, {}
 
 
@@ -424,7 +429,8 @@ def evaluate(
             (opened with :func:`sciSR.open`). Leading dims (time, band, slice) are separate fields.
         scale: Integer factor.
         models: Models to score, each a registry name, ``(name, downscale_kwargs)`` (e.g.
-            ``("rcan", {"weights": "precip"})``) or a ``torch.nn.Module``.
+            ``("rcan", {"weights": "precip"})``), a ``torch.nn.Module``, or with the label the
+            report uses: ``(label, module_or_name)`` or ``(label, module_or_name, downscale_kwargs)``.
         degradation: Registered degradation making the LR (``"area"``, ``"bicubic"``,
             ``"gaussian"``, ``"kspace"``...; ``"slice"`` reduces one axis and is refused here).
         degradation_options: Its options (``{"sigma": 1.5}``...).
