@@ -24,7 +24,9 @@ voxel grid. NIfTI has no float16 type (use float32).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,9 +149,12 @@ class NiftiAdapter(Adapter):
         zooms = list(ds.attrs.get("nifti_zooms") or [1.0] * da.ndim)
         a, b = pick_axes(axes, zooms, da.ndim)
         target = output_dtype(source_dtype(da), dtype)
-        _check_memory(da, pipe, scale, target, (a, b))
-        hr, norms = _run_volume(da.values, pipe, (a, b), mask_background)
-        values, enc = _cast(hr, target, da.encoding)
+        if _is_dask(da.data):  # streamed (path to path): slab by slab, statistics from streaming passes
+            values, norms, enc = _stream_volume(da.data, pipe, (a, b), mask_background, target, da.encoding)
+        else:
+            _check_memory(da, pipe, scale, target, (a, b))
+            hr, norms = _run_volume(da.values, pipe, (a, b), mask_background)
+            values, enc = _cast(hr, target, da.encoding)
         out_da = xr.DataArray(values, dims=da.dims, attrs=sr_attrs(da.attrs, pipe, scale, norms))
         out_da.encoding.update(enc)
         attrs = dataset_attrs(ds.attrs, pipe, scale, [name], self.name)
@@ -209,33 +214,51 @@ class NiftiAdapter(Adapter):
         if lost:
             raise ValueError(_geometry_message(name, lost))
         _check_nifti_dtype(da.dtype, name)
+        if _is_dask(da.data):
+            _write_streamed(ds, da, Path(path))
+            return
         data = np.asarray(da.values)
         if data.dtype.kind == "f":
             data = data.astype(np.float32, copy=False)
         elif data.dtype.kind == "b":
             data = data.astype(np.uint8)
-        template = ds.encoding.get("nifti_header")
-        big = max(data.shape) > 32767
-        cls = nib.Nifti2Image if big or isinstance(template, nib.Nifti2Header) else nib.Nifti1Image
-        hdr = cls.header_class.from_header(template) if template is not None else cls.header_class()
-        img = cls(data, None, hdr)
-        h = img.header
-        h.set_data_dtype(data.dtype)
-        sform = np.reshape(ds.attrs.get("sform", np.eye(4).ravel()), (4, 4))
-        qform = np.reshape(ds.attrs.get("qform", sform.ravel()), (4, 4))
-        img.set_sform(sform, code=int(ds.attrs.get("sform_code", 0)))
-        img.set_qform(qform, code=int(ds.attrs.get("qform_code", 0)))
-        zooms = ds.attrs.get("nifti_zooms")
-        if zooms is not None and len(zooms) == data.ndim:
-            h.set_zooms([float(z) for z in zooms])
-        if data.dtype.kind == "f":
-            h.set_slope_inter(np.nan, np.nan)
-        else:
-            slope = da.encoding.get("scl_slope", da.attrs.get("scale_factor", np.nan))  # CF packing too
-            h.set_slope_inter(slope, da.encoding.get("scl_inter", da.attrs.get("add_offset", np.nan)))
-        h["cal_min"], h["cal_max"] = 0.0, 0.0
-        h["descrip"] = str(ds.attrs.get("descrip", ""))[:79].encode("latin-1", "replace")
-        nib.save(img, str(path))
+        nib.save(_image(ds, da, data), str(path))
+
+
+def _disk_dtype(dtype: Any) -> np.dtype:
+    """The dtype a volume of ``dtype`` is stored as: float32 for floats, uint8 for booleans."""
+    dt = np.dtype(dtype)
+    return np.dtype(np.float32) if dt.kind == "f" else np.dtype(np.uint8) if dt.kind == "b" else dt
+
+
+def _image(ds: xr.Dataset, da: xr.DataArray, data: Any) -> Any:
+    """The nibabel image :meth:`NiftiAdapter.write` saves: ``data`` (an array, or a zero-strided
+    stand-in of the output's shape and dtype for the streamed writer) with the header built from
+    ``ds``'s attrs, the source header template and ``da``'s packing."""
+    import nibabel as nib
+
+    template = ds.encoding.get("nifti_header")
+    big = max(data.shape) > 32767
+    cls = nib.Nifti2Image if big or isinstance(template, nib.Nifti2Header) else nib.Nifti1Image
+    hdr = cls.header_class.from_header(template) if template is not None else cls.header_class()
+    img = cls(data, None, hdr)
+    h = img.header
+    h.set_data_dtype(data.dtype)
+    sform = np.reshape(ds.attrs.get("sform", np.eye(4).ravel()), (4, 4))
+    qform = np.reshape(ds.attrs.get("qform", sform.ravel()), (4, 4))
+    img.set_sform(sform, code=int(ds.attrs.get("sform_code", 0)))
+    img.set_qform(qform, code=int(ds.attrs.get("qform_code", 0)))
+    zooms = ds.attrs.get("nifti_zooms")
+    if zooms is not None and len(zooms) == data.ndim:
+        h.set_zooms([float(z) for z in zooms])
+    if data.dtype.kind == "f":
+        h.set_slope_inter(np.nan, np.nan)
+    else:
+        slope = da.encoding.get("scl_slope", da.attrs.get("scale_factor", np.nan))  # CF packing too
+        h.set_slope_inter(slope, da.encoding.get("scl_inter", da.attrs.get("add_offset", np.nan)))
+    h["cal_min"], h["cal_max"] = 0.0, 0.0
+    h["descrip"] = str(ds.attrs.get("descrip", ""))[:79].encode("latin-1", "replace")
+    return img
 
 
 def geometry_lost(ds: xr.Dataset, name: str) -> list[str]:
@@ -444,3 +467,261 @@ def _refined_header(header: Any, axes: tuple[int, int]) -> Any:
         h.set_dim_info(freq, phase, None)
         h["slice_code"], h["slice_start"], h["slice_end"], h["slice_duration"] = 0, 0, 0, 0.0
     return h
+
+
+# ------------------------------------------------------------------------------------------ streaming
+#: HR cells (float32) a streamed slab of slices aims at: 4 Mi cells = 16 MiB per output slab.
+SLAB_HR_CELLS = 4 * 1024 * 1024
+
+
+def _is_dask(data: Any) -> bool:
+    return type(data).__module__.startswith("dask")
+
+
+def _stream_volume(
+    x: Any,
+    pipe: Pipeline,
+    axes: tuple[int, int],
+    mask_background: bool,
+    target: np.dtype,
+    enc: dict[str, Any],
+) -> tuple[Any, list, dict[str, Any]]:
+    """:func:`_run_volume` and :func:`_cast` for a dask volume, as a lazy array computed slab by slab.
+
+    Statistics are those of the in-memory path, from streaming passes over the whole volume
+    (exact for ``percentile``, the MRI default, and ``minmax``; to float rounding for the other
+    kinds). The result's blocks are slabs of consecutive slices along the loop (non-refined) axis,
+    each run as one batch of 2-D slices with the volume's normalizers, so the values equal those
+    of the in-memory path; one block holds about :data:`SLAB_HR_CELLS` HR cells.
+
+    Returns:
+        ``(hr, normalizers, encoding)``: dask array in ``x``'s dim order, with the refined axes ×s.
+
+    Shape:
+        ``(I, J[, K[, T...]]) -> same with the two refined axes ×s``.
+    """
+    import dask.array as dsa
+    from dask.highlevelgraph import HighLevelGraph
+
+    s = pipe.scale
+    nd = x.ndim
+    a, b = axes
+    c = pipe.in_channels
+    loop = next((d for d in range(min(3, nd)) if d not in axes), None)
+    if c > 1 and (nd != 4 or x.shape[3] != c):
+        raise ValueError(
+            f"the model takes {c} channels; a NIfTI feeds channels from a 4-D volume's last dim "
+            f"(shape {tuple(x.shape)}); use a 1-channel model"
+        )
+    vol_dims = [] if c > 1 else list(range(3, nd))
+    norms: list = []
+    per_volume: dict[tuple[int, ...], list] = {}
+    for v in np.ndindex(*[x.shape[d] for d in vol_dims]):
+        vol = x[(slice(None),) * min(3, nd) + tuple(v)]
+        if c > 1:
+            chans = [vol[..., i] for i in range(c)]
+            nonzero = (vol != 0) & dsa.isfinite(vol)
+            masks = [nonzero[..., i] for i in range(c)]
+        else:
+            chans = [vol]
+            masks = [(vol != 0) & dsa.isfinite(vol)]
+        use_mask = bool(dsa.any(nonzero if c > 1 else masks[0]).compute())
+        fitted = [_fit_streamed(pipe, ch, m if use_mask else None) for ch, m in zip(chans, masks)]
+        per_volume[v] = fitted
+        norms.extend(fitted)
+    n_loop = x.shape[loop] if loop is not None else 1
+    h, w = x.shape[a], x.shape[b]
+    per_slab = max(1, SLAB_HR_CELLS // max(1, h * w * s * s * c))
+    slabs = [(i, min(i + per_slab, n_loop)) for i in range(0, n_loop, per_slab)]
+    out_shape = [n * (s if d in axes else 1) for d, n in enumerate(x.shape)]
+    run_pipe = _quiet(pipe)
+    task = _SlabTask(run_pipe, axes, loop, c, mask_background, target, enc)
+    name = f"scisr-nifti-{uuid.uuid4().hex}"
+    dsk: dict[Any, Any] = {}
+    for v in np.ndindex(*[x.shape[d] for d in vol_dims]):
+        for si, (l0, l1) in enumerate(slabs):
+            sel: list[Any] = [slice(None)] * nd
+            key: list[int] = [0] * nd
+            if loop is not None:
+                sel[loop] = slice(l0, l1)
+                key[loop] = si
+            for d, iv in zip(vol_dims, v):
+                sel[d] = slice(iv, iv + 1)
+                key[d] = iv
+            dsk[(name, *key)] = (partial(task, x[tuple(sel)], per_volume[v]),)
+    chunks = []
+    for d, n in enumerate(out_shape):
+        if d == loop:
+            chunks.append(tuple(l1 - l0 for l0, l1 in slabs))
+        elif d in vol_dims:
+            chunks.append((1,) * n)
+        else:
+            chunks.append((n,))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
+    meta = np.empty((0,) * nd, dtype=_cast(np.zeros(1, np.float32), target, enc)[0].dtype)
+    _, new_enc = _cast(np.zeros(0, np.float32), target, enc)
+    return dsa.Array(graph, name, tuple(chunks), meta=meta), norms, new_enc
+
+
+def _quiet(pipe: Pipeline) -> Pipeline:
+    """A shallow copy of ``pipe`` whose engine shows no per-window bar (the writer shows one over slabs)."""
+    import copy
+
+    p = copy.copy(pipe)
+    p.engine = copy.copy(pipe.engine)
+    p.engine.progress = False
+    return p
+
+
+def _fit_streamed(pipe: Pipeline, x: Any, mask: Any) -> Any:
+    """One normalizer fitted on the dask volume ``x`` inside ``mask`` (all finite cells when ``None``),
+    as :meth:`~sciSR.pipeline.Pipeline.fit` fits it on the loaded values; ``valid_range`` is that of
+    every finite value.
+
+    Raises:
+        ValueError: No valid value.
+    """
+    import dask
+    import dask.array as dsa
+
+    from .stream_stats import fit_percentile
+    from .xarray_core import fit_dask
+
+    nz = pipe.make_normalizer()
+    if not pipe.norm_params and nz.kind == "percentile":
+        return fit_percentile(nz, x, VAR, mask=mask)
+    if not pipe.norm_params:
+        nz = fit_dask(pipe, x if mask is None else dsa.where(mask, x, np.nan), 0, 1, VAR)[0]
+    xf = x.astype(np.float64)
+    ok = dsa.isfinite(xf)
+    n, lo, hi = dask.compute(ok.sum(), dsa.where(ok, xf, np.inf).min(), dsa.where(ok, xf, -np.inf).max())
+    if int(n) == 0:
+        raise ValueError("no valid values to downscale: every cell is nodata/NaN (or masked)")
+    nz.valid_range = (float(lo), float(hi))
+    return nz
+
+
+class _SlabTask:
+    """Computes the HR block of one slab of slices (one volume) from its LR dask block."""
+
+    def __init__(
+        self,
+        pipe: Pipeline,
+        axes: tuple[int, int],
+        loop: int | None,
+        c: int,
+        mask_background: bool,
+        target: np.dtype,
+        enc: dict[str, Any],
+    ) -> None:
+        self.pipe, self.axes, self.loop, self.c = pipe, axes, loop, c
+        self.mask_background, self.target, self.enc = mask_background, target, enc
+
+    def __call__(self, lr: Any, normalizers: list) -> np.ndarray:
+        arr = np.asarray(lr.compute(scheduler="synchronous") if _is_dask(lr) else lr)
+        s = self.pipe.scale
+        a, b = self.axes
+        nd = arr.ndim
+        lead = [] if self.loop is None else [self.loop]
+        rest = [d for d in range(nd) if d not in (*lead, a, b)]  # volume dims (size 1) or channels
+        perm = [*lead, *rest, a, b]
+        blk = np.transpose(arr, perm).astype(np.float32, copy=False)
+        blk = blk.reshape(-1, self.c, blk.shape[-2], blk.shape[-1])
+        inp = np.where(blk == 0, np.float32(np.nan), blk) if self.mask_background else blk
+        y = self.pipe.run(inp, normalizers, desc="sciSR nifti")
+        if y.shape[1] != self.c:
+            raise ValueError(
+                f"the model maps {self.c} channels to {y.shape[1]}; a NIfTI volume keeps its 4th dim"
+                if self.c > 1
+                else f"the model maps 1 channel to {y.shape[1]}; a NIfTI volume holds one value per voxel"
+            )
+        if self.mask_background:
+            bg = np.repeat(np.repeat(blk == 0, s, axis=-2), s, axis=-1)
+            y[bg] = 0.0
+        shape = [arr.shape[d] * (s if d in self.axes else 1) for d in perm]
+        y = np.transpose(y.reshape(shape), np.argsort(perm))
+        return _cast(y, self.target, self.enc)[0]
+
+
+def _write_streamed(ds: xr.Dataset, da: xr.DataArray, path: Path) -> None:
+    """Write the dask volume ``da`` block by block (header as :meth:`NiftiAdapter.write` makes it).
+
+    NIfTI stores voxels in Fortran order after the header. When every dask block is one
+    contiguous byte range (blocks spanning the leading axes whole, as slabs along the last
+    stored axis are) the blocks are appended in file order, through a gzip stream for
+    ``.nii.gz``; otherwise each block is stored through a memory map of an uncompressed file
+    (``path`` itself, or a temporary sibling gzipped into ``path`` at the end).
+    """
+    import os
+    import shutil
+
+    from nibabel.arraywriters import get_slope_inter, make_array_writer
+    from nibabel.openers import Opener
+
+    from .streaming import progress_bar
+
+    data = da.data
+    out_dtype = _disk_dtype(da.dtype)
+    img = _image(ds, da, np.broadcast_to(np.zeros((), out_dtype), data.shape))
+    img.update_header()
+    hdr = img.header
+    disk = hdr.get_data_dtype()  # with the header's byte order
+    slope = hdr["scl_slope"].item() if hdr.has_data_slope else np.nan
+    inter = hdr["scl_inter"].item() if hdr.has_data_intercept else np.nan
+    if np.all(np.isnan((slope, inter))):  # as nibabel's to_file_map: the writer's (identity) scaling
+        writer = make_array_writer(np.zeros(1, out_dtype), disk, hdr.has_data_slope, hdr.has_data_intercept)
+        hdr.set_slope_inter(*get_slope_inter(writer))
+    order = _block_order(data.chunks)
+    bar = progress_bar(len(order), "sciSR nifti")
+    try:
+        if all(_contiguous(data.chunks, idx) for idx in order):
+            with Opener(str(path), "wb") as f:
+                _write_header(hdr, f)
+                for idx in order:
+                    f.write(np.asarray(data.blocks[idx].compute(), dtype=disk).tobytes(order="F"))
+                    bar.update(1)
+            return
+        gz = str(path).endswith(".gz")
+        raw = Path(f"{path}.raw") if gz else path
+        try:
+            with open(raw, "wb") as f:
+                _write_header(hdr, f)
+                offset = int(hdr.get_data_offset())
+                f.truncate(offset + int(np.prod(data.shape, dtype=np.int64)) * disk.itemsize)
+            bounds = [np.cumsum((0, *c)) for c in data.chunks]
+            for idx in order:
+                block = np.asarray(data.blocks[idx].compute(), dtype=disk)
+                mm = np.memmap(raw, dtype=disk, mode="r+", offset=offset, shape=data.shape, order="F")
+                mm[tuple(slice(int(bd[i]), int(bd[i + 1])) for bd, i in zip(bounds, idx))] = block
+                mm.flush()
+                del mm
+                bar.update(1)
+            if gz:
+                with open(raw, "rb") as src, Opener(str(path), "wb") as dst:
+                    shutil.copyfileobj(src, dst, 16 << 20)
+        finally:
+            if gz and raw.exists():
+                os.unlink(raw)
+    finally:
+        bar.close()
+
+
+def _write_header(hdr: Any, f: Any) -> None:
+    """The header (and extensions) at the start of ``f``, zero-padded up to the data offset."""
+    hdr.write_to(f)
+    pad = int(hdr.get_data_offset()) - f.tell()
+    if pad > 0:
+        f.write(b"\x00" * pad)
+
+
+def _block_order(chunks: tuple[tuple[int, ...], ...]) -> list[tuple[int, ...]]:
+    """Block indices in Fortran (file) order: the first axis varies fastest."""
+    return [tuple(reversed(i)) for i in np.ndindex(*[len(c) for c in reversed(chunks)])]
+
+
+def _contiguous(chunks: tuple[tuple[int, ...], ...], idx: tuple[int, ...]) -> bool:
+    """Whether block ``idx`` is one contiguous byte range of the Fortran-ordered array."""
+    sizes = [c[i] for c, i in zip(chunks, idx)]
+    full = [len(c) == 1 for c in chunks]
+    partial_at = next((d for d, f in enumerate(full) if not f), len(chunks))
+    return all(n == 1 for n in sizes[partial_at + 1 :])

@@ -40,8 +40,9 @@ STREAM_MODEL_TILE = 256
 INPUT_CHUNK = 1024
 #: Formats whose inputs are chunked for streaming when a call writes a file, with the largest field
 #: (LR cells) each keeps in one spatial chunk: the generic dask path merges the spatial chunks of
-#: fields with invalid cells, so gridded formats split only fields too large to hold comfortably.
-STREAMED_FORMATS = {"geotiff": 0, "netcdf": 4096 * 4096, "zarr": 4096 * 4096}
+#: fields with invalid cells, so gridded formats split only fields too large to hold comfortably. NIfTI
+#: slices are always whole (volumes stream slab by slab along the loop axis: :mod:`sciSR.io.nifti`).
+STREAMED_FORMATS = {"geotiff": 0, "netcdf": 4096 * 4096, "zarr": 4096 * 4096, "nifti": 1 << 62}
 #: Blocks computed at the same time by a streamed write. One block at a time keeps the peak at one
 #: block's working set; the model itself still uses every core (torch intra-op threads).
 STREAM_WORKERS = 1
