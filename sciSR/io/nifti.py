@@ -526,6 +526,8 @@ def _stream_volume(
             chans = [vol]
             masks = [(vol != 0) & dsa.isfinite(vol)]
         use_mask = bool(dsa.any(nonzero if c > 1 else masks[0]).compute())
+        if mask_background:  # fitted on the masked input, as in memory: zeros count in no statistic
+            chans = [dsa.where(ch == 0, np.float32(np.nan), ch) for ch in chans]
         fitted = [_fit_streamed(pipe, ch, m if use_mask else None) for ch, m in zip(chans, masks)]
         per_volume[v] = fitted
         norms.extend(fitted)
