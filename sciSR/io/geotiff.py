@@ -1017,6 +1017,9 @@ class _WindowWriter:
         if block.dtype.kind == "f" and not self.saw_nan:
             self.saw_nan = bool(np.isnan(block).any())
         self.bar.update(1)
+        from .streaming import release_freed_memory
+
+        release_freed_memory()
 
 
 def _store_blocks(data: Any, dst: Any) -> bool:

@@ -34,8 +34,12 @@ if TYPE_CHECKING:
 
 #: HR cells a streamed block aims at (1024² float32 = 4 MiB per channel).
 TARGET_HR_CELLS = 1024 * 1024
-#: LR window edge of cropped-window models in streamed runs (×4: 1024² HR cells per window).
-STREAM_MODEL_TILE = 256
+#: Smallest LR window core of cropped-window models in streamed runs; the core is at least
+#: :data:`STREAM_HALO_FACTOR` halos wide, so the halo adds at most (1 + 2/10)² = 1.44× work, and at most
+#: the tile the memory budget allows. Small windows keep a streamed call's working set small: ×4 of a
+#: 4000² GeoTIFF with ESPCN peaked at 771 MiB with 256-px cores and 736 MiB with 128-px ones.
+STREAM_MODEL_TILE = 128
+STREAM_HALO_FACTOR = 10
 #: LR chunk edge of the spatial chunks of a streamed input.
 INPUT_CHUNK = 1024
 #: Formats whose inputs are chunked for streaming when a call writes a file, with the largest field
@@ -152,6 +156,34 @@ def check_disk_space(ds: xr.Dataset, variables: Any, dtype: Any, scale: int, out
         raise err
 
 
+def release_freed_memory() -> None:
+    """Return the C allocator's freed pages to the system (glibc ``malloc_trim``; elsewhere nothing).
+
+    Blocks, windows and GDAL buffers are allocated and freed on several threads; glibc keeps the
+    freed memory in per-thread arenas, so a streamed call's resident size would creep up by tens of
+    MB per thread without it. Called after each written block.
+    """
+    fn = _MALLOC_TRIM[0] if _MALLOC_TRIM else _load_malloc_trim()
+    if fn is not None:
+        fn(0)
+
+
+_MALLOC_TRIM: list[Any] = []
+
+
+def _load_malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+
+    fn = None
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        fn = None
+    _MALLOC_TRIM.append(fn)
+    return fn
+
+
 def is_dask(data: Any) -> bool:
     """True for a dask array."""
     return type(data).__module__.startswith("dask")
@@ -239,7 +271,8 @@ def stream_pipeline(pipe: Pipeline) -> Pipeline:
 
     Its engine shows no per-window progress bar (the writer shows one over blocks), and a model
     left at the default tile whose windows are cropped (interpolation, translation-equivariant
-    CNNs) gets windows of :data:`STREAM_MODEL_TILE` LR pixels: its receptive field lies within the
+    CNNs) gets window cores of ``max(STREAM_MODEL_TILE, STREAM_HALO_FACTOR·halo)`` LR pixels (at
+    most the budget's tile): its receptive field lies within the
     halo, so any window size gives the whole array's values (to float rounding) while each block's
     activations and temporaries stay small. Blended (non-equivariant) models keep their tile, on
     which their values depend.
@@ -253,7 +286,8 @@ def stream_pipeline(pipe: Pipeline) -> Pipeline:
     free = not any(True for _ in p.model.parameters())
     cropped = bool(getattr(spec, "equivariant", False)) and p.blend == "crop"
     if p.tile is None and (free or cropped):
-        p.tile = STREAM_MODEL_TILE
+        core = max(STREAM_MODEL_TILE, STREAM_HALO_FACTOR * int(p.halo))
+        p.tile = core if free else min(core, pipe.tiler_for(1 << 20, 1 << 20).tile)
     return p
 
 
