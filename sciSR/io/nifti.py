@@ -472,6 +472,10 @@ def _refined_header(header: Any, axes: tuple[int, int]) -> Any:
 # ------------------------------------------------------------------------------------------ streaming
 #: HR cells (float32) a streamed slab of slices aims at: 4 Mi cells = 16 MiB per output slab.
 SLAB_HR_CELLS = 4 * 1024 * 1024
+#: LR cells per chunk of the statistics passes (4 MiB of float32): each chunk of a pass returns a
+#: 0.5 MiB count table per wanted rank (:mod:`sciSR.io.stream_stats`), so single-slice chunks would
+#: cost more than the slices themselves.
+FIT_LR_CELLS = 1024 * 1024
 
 
 def _is_dask(data: Any) -> bool:
@@ -514,10 +518,14 @@ def _stream_volume(
             f"(shape {tuple(x.shape)}); use a 1-channel model"
         )
     vol_dims = [] if c > 1 else list(range(3, nd))
+    h, w = x.shape[a], x.shape[b]
+    xs = x
+    if loop is not None:  # few large chunks: each chunk of a streaming percentile pass costs a count table
+        xs = x.rechunk({loop: min(x.shape[loop], max(1, FIT_LR_CELLS // max(1, h * w * c)))})
     norms: list = []
     per_volume: dict[tuple[int, ...], list] = {}
     for v in np.ndindex(*[x.shape[d] for d in vol_dims]):
-        vol = x[(slice(None),) * min(3, nd) + tuple(v)]
+        vol = xs[(slice(None),) * min(3, nd) + tuple(v)]
         if c > 1:
             chans = [vol[..., i] for i in range(c)]
             nonzero = (vol != 0) & dsa.isfinite(vol)
@@ -532,7 +540,6 @@ def _stream_volume(
         per_volume[v] = fitted
         norms.extend(fitted)
     n_loop = x.shape[loop] if loop is not None else 1
-    h, w = x.shape[a], x.shape[b]
     per_slab = max(1, SLAB_HR_CELLS // max(1, h * w * s * s * c))
     slabs = [(i, min(i + per_slab, n_loop)) for i in range(0, n_loop, per_slab)]
     out_shape = [n * (s if d in axes else 1) for d, n in enumerate(x.shape)]
@@ -680,7 +687,8 @@ def _write_streamed(ds: xr.Dataset, da: xr.DataArray, path: Path) -> None:
             with Opener(str(path), "wb") as f:
                 _write_header(hdr, f)
                 for idx in order:
-                    f.write(np.asarray(data.blocks[idx].compute(), dtype=disk).tobytes(order="F"))
+                    block = data.blocks[idx].compute(scheduler="synchronous")
+                    f.write(np.asarray(block, dtype=disk).tobytes(order="F"))
                     bar.update(1)
             return
         gz = str(path).endswith(".gz")
@@ -692,7 +700,7 @@ def _write_streamed(ds: xr.Dataset, da: xr.DataArray, path: Path) -> None:
                 f.truncate(offset + int(np.prod(data.shape, dtype=np.int64)) * disk.itemsize)
             bounds = [np.cumsum((0, *c)) for c in data.chunks]
             for idx in order:
-                block = np.asarray(data.blocks[idx].compute(), dtype=disk)
+                block = np.asarray(data.blocks[idx].compute(scheduler="synchronous"), dtype=disk)
                 mm = np.memmap(raw, dtype=disk, mode="r+", offset=offset, shape=data.shape, order="F")
                 mm[tuple(slice(int(bd[i]), int(bd[i + 1])) for bd, i in zip(bounds, idx))] = block
                 mm.flush()

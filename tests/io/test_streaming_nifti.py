@@ -151,7 +151,8 @@ def _growth(src: Path, out: Path) -> int:
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
 def test_peak_memory_does_not_grow_with_the_number_of_slices(tmp_path):
     """256×256×64 and 256×256×192 float32 volumes ×2 (64 and 192 MiB outputs): the peak RSS of the
-    streamed call grows by far less than the 128 MiB between the two outputs."""
+    streamed call grows by less than half the 128 MiB between the two outputs (and the 96 MiB between
+    the inputs), where holding either would cost all of it."""
     rng = np.random.default_rng(0)
     growth = {}
     for k in (64, 192):
@@ -162,4 +163,4 @@ def test_peak_memory_does_not_grow_with_the_number_of_slices(tmp_path):
         growth[k] = _growth(src, tmp_path / f"v{k}_x2.nii.gz")
         assert nib.load(tmp_path / f"v{k}_x2.nii.gz").shape == (512, 512, k)
     out_diff = (192 - 64) * 512 * 512 * 4
-    assert growth[192] - growth[64] < out_diff // 4, (growth, out_diff)
+    assert growth[192] - growth[64] < out_diff // 2, (growth, out_diff)
