@@ -504,6 +504,7 @@ def _stream_volume(
     Shape:
         ``(I, J[, K[, T...]]) -> same with the two refined axes ×s``.
     """
+    import dask
     import dask.array as dsa
     from dask.highlevelgraph import HighLevelGraph
 
@@ -536,7 +537,8 @@ def _stream_volume(
         use_mask = bool(dsa.any(nonzero if c > 1 else masks[0]).compute())
         if mask_background:  # fitted on the masked input, as in memory: zeros count in no statistic
             chans = [dsa.where(ch == 0, np.float32(np.nan), ch) for ch in chans]
-        fitted = [_fit_streamed(pipe, ch, m if use_mask else None) for ch, m in zip(chans, masks)]
+        with dask.config.set(scheduler="synchronous"):  # one chunk (and its count tables) at a time
+            fitted = [_fit_streamed(pipe, ch, m if use_mask else None) for ch, m in zip(chans, masks)]
         per_volume[v] = fitted
         norms.extend(fitted)
     n_loop = x.shape[loop] if loop is not None else 1
