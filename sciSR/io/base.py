@@ -605,7 +605,7 @@ def downscale_path(
 
         assert out is not None
         check_disk_space(ds, variables, dtype, scale, out)
-        ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name])
+        ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name], scale)
     with _gdal_cache(streamed):
         return _downscale_and_write(
             p, adapter, ds, pipe, scale, variables, dtype, adapter_opts, out, out_adapter

@@ -43,10 +43,10 @@ STREAM_HALO_FACTOR = 10
 #: LR chunk edge of the spatial chunks of a streamed input.
 INPUT_CHUNK = 1024
 #: Formats whose inputs are chunked for streaming when a call writes a file, with the largest field
-#: (LR cells) each keeps in one spatial chunk: the generic dask path merges the spatial chunks of
-#: fields with invalid cells, so gridded formats split only fields too large to hold comfortably. NIfTI
-#: slices are always whole (volumes stream slab by slab along the loop axis: :mod:`sciSR.io.nifti`).
-STREAMED_FORMATS = {"geotiff": 0, "netcdf": 4096 * 4096, "zarr": 4096 * 4096, "nifti": 1 << 62}
+#: (LR cells) each keeps in one spatial chunk (0: every field larger than :data:`INPUT_CHUNK` is split;
+#: blocks of masked fields equal whole-field inference, see :attr:`sciSR.pipeline.Pipeline.fill_reach`).
+#: NIfTI slices are always whole (volumes stream slab by slab along the loop axis: :mod:`sciSR.io.nifti`).
+STREAMED_FORMATS = {"geotiff": 0, "netcdf": 0, "zarr": 0, "nifti": 1 << 62}
 #: Blocks computed at the same time by a streamed write. One block at a time keeps the peak at one
 #: block's working set; the model itself still uses every core (torch intra-op threads).
 STREAM_WORKERS = 1
@@ -58,44 +58,61 @@ PROGRESS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("scisr_st
 
 
 def chunk_for_streaming(
-    ds: xr.Dataset, spatial_dims_of: Callable[[xr.DataArray], Any], whole_field_cells: int = 0
+    ds: xr.Dataset,
+    spatial_dims_of: Callable[[xr.DataArray], Any],
+    whole_field_cells: int = 0,
+    scale: int = 1,
 ) -> xr.Dataset:
     """``ds`` with every variable that has spatial dims wrapped in dask (loop dims 1, space in chunks).
 
-    Variables that are dask-backed already keep their chunks. Fields (one 2-D slice) of at most
-    ``whole_field_cells`` LR cells stay in one spatial chunk; larger ones get spatial chunks of
-    :data:`INPUT_CHUNK` LR pixels, rounded to a multiple of the format's native chunk/tile size when
-    it has one (``preferred_chunks`` encoding), so each chunk reads whole native blocks.
+    Fields (one 2-D slice) of at most ``whole_field_cells`` LR cells stay in one spatial chunk;
+    larger ones get spatial chunks of :func:`stream_chunk` LR pixels (output blocks of about
+    :data:`TARGET_HR_CELLS` HR cells), rounded to a multiple of the format's native chunk/tile size
+    when it has one (``preferred_chunks`` encoding), so each chunk reads whole native blocks.
+    Dask-backed variables keep their chunks unless a spatial chunk is larger than that (a Zarr
+    store written in whole fields): those axes are rechunked, so output blocks stay small.
 
     Args:
         ds: Dataset as opened (lazily) by an adapter.
         spatial_dims_of: ``(y_dim, x_dim)`` of a variable, or ``None``.
         whole_field_cells: Largest field kept whole in space.
+        scale: The call's factor (sets the LR chunk of a given HR block size).
 
     Returns:
         The chunked Dataset (coordinates untouched).
     """
+    edge = stream_chunk(scale)
     chunked = {}
     for name, var in ds.data_vars.items():
         dims = spatial_dims_of(var) if var.ndim >= 2 else None
-        if dims is None or var.chunks is not None or var.dtype.kind not in "fiu":
+        if dims is None or var.dtype.kind not in "fiu":
+            continue
+        whole = var.sizes[dims[0]] * var.sizes[dims[1]] <= whole_field_cells
+        if var.chunks is not None:
+            if not whole and any(max(var.chunksizes[d]) > edge for d in dims):
+                chunked[name] = var.chunk({d: min(var.sizes[d], edge) for d in dims})
             continue
         preferred = var.encoding.get("preferred_chunks") or {}
-        whole = var.sizes[dims[0]] * var.sizes[dims[1]] <= whole_field_cells
         chunks: dict[Hashable, int] = {}
         for d in var.dims:
             if d in dims and whole:
                 chunks[d] = var.sizes[d]
             elif d in dims:
                 native = int(preferred.get(d, 0) or 0)
-                size = INPUT_CHUNK
-                if 0 < native < INPUT_CHUNK:
-                    size = max(native, INPUT_CHUNK // native * native)
+                size = edge
+                if 0 < native < edge:
+                    size = max(native, edge // native * native)
                 chunks[d] = min(var.sizes[d], size)
             else:
                 chunks[d] = 1
         chunked[name] = var.chunk(chunks)
     return ds.assign(chunked) if chunked else ds
+
+
+def stream_chunk(scale: int) -> int:
+    """LR edge of a streamed input's spatial chunks: output blocks of about :data:`TARGET_HR_CELLS`
+    HR cells (at most :data:`INPUT_CHUNK`, at least 64 LR pixels)."""
+    return int(max(64, min(INPUT_CHUNK, int(math.sqrt(TARGET_HR_CELLS)) // max(1, int(scale)))))
 
 
 @contextlib.contextmanager
