@@ -22,7 +22,8 @@ Torch threads on a worker (rule)
     ``dask.distributed``'s nanny starts workers with ``OMP_NUM_THREADS=1``, which would otherwise
     leave a single-threaded worker on a many-core host using one core. The setting is applied by
     :func:`limit_torch_threads` at the start of every block task (OpenMP thread counts belong to the
-    calling thread); outside a distributed worker it does nothing.
+    calling thread); outside a distributed worker it does nothing. ``SCISR_WORKER_THREADS=n`` in the
+    workers' environment replaces the rule by ``n``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from collections import OrderedDict
 from dataclasses import fields
 from typing import Any
 
+#: Environment variable that fixes the torch threads of each worker task thread (instead of the rule),
+#: e.g. ``1`` to give every worker process exactly one core.
+WORKER_THREADS_ENV = "SCISR_WORKER_THREADS"
 #: tokens whose unpickling count is kept (oldest forgotten first)
 MAX_COUNTED_TOKENS = 256
 
@@ -154,7 +158,13 @@ def worker_torch_threads() -> int | None:
     with _LOCK:
         if _HOST_THREADS:
             return _HOST_THREADS[0]
-    n = torch_threads_rule(_usable_cores(), _host_worker_threads(worker))
+    env = os.environ.get(WORKER_THREADS_ENV, "").strip()
+    if env:
+        n = int(env)
+        if n < 1:
+            raise ValueError(f"{WORKER_THREADS_ENV} must be a positive integer, got {env!r}")
+    else:
+        n = torch_threads_rule(_usable_cores(), _host_worker_threads(worker))
     with _LOCK:
         if not _HOST_THREADS:
             _HOST_THREADS.append(n)

@@ -206,3 +206,20 @@ def test_percentile_norm_is_fitted_by_streaming_quantiles(tas):
         )
     assert lazy.tas.attrs["scisr_norm_params"] == eager.tas.attrs["scisr_norm_params"]
     assert np.max(np.abs(lazy.tas.values - eager.tas.values)) <= 1e-4
+
+
+def test_worker_threads_environment_overrides_the_rule(monkeypatch):
+    distributed = pytest.importorskip("distributed")
+
+    class FakeWorker:
+        address = "tcp://127.0.0.1:1"
+        nthreads = 1
+
+    monkeypatch.setattr(distributed, "get_worker", lambda: FakeWorker())
+    monkeypatch.setattr(workers, "_HOST_THREADS", [])
+    monkeypatch.setenv(workers.WORKER_THREADS_ENV, "3")
+    assert workers.worker_torch_threads() == 3
+    monkeypatch.setattr(workers, "_HOST_THREADS", [])
+    monkeypatch.setenv(workers.WORKER_THREADS_ENV, "0")
+    with pytest.raises(ValueError, match="SCISR_WORKER_THREADS must be a positive integer"):
+        workers.worker_torch_threads()
