@@ -652,12 +652,14 @@ class Pipeline:
         """Tiler of an ``h × w`` array processed region by region (chunks, streamed files).
 
         The same as :meth:`tiler_for`, except that a model without parameters (interpolation),
-        which :meth:`tiler_for` runs in one window, gets windows of :data:`STREAM_TILE` LR pixels:
+        which :meth:`tiler_for` runs in one window, gets windows of :data:`STREAM_TILE` LR pixels
+        (fewer at scales above 4, so an HR window stays near 2048² pixels):
         its receptive field is bounded, so cropped windows give the same values.
         """
         tiler = self.tiler_for(h, w)
         if self.tile is None and not any(True for _ in self.model.parameters()):
-            tiler = Tiler(min(tiler.tile, STREAM_TILE), self.halo, self.scale, self.blend)
+            edge = max(16, STREAM_TILE * 4 // max(1, int(self.scale)))  # HR windows of ~2048² px at most
+            tiler = Tiler(min(tiler.tile, edge), self.halo, self.scale, self.blend)
         return tiler
 
     def plan_region(

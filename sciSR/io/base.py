@@ -601,10 +601,12 @@ def downscale_path(
     pipe = build_pipeline(adapter, model, scale, pipe_opts, model_kwargs, ds, variables)
     streamed = out is not None and _streams(adapter, ds)
     if streamed:
-        from .streaming import STREAMED_FORMATS, check_disk_space, chunk_for_streaming
+        from .streaming import STREAMED_FORMATS, check_disk_space, check_field_memory, chunk_for_streaming
 
         assert out is not None
         check_disk_space(ds, variables, dtype, scale, out)
+        if out_adapter is not None:
+            check_field_memory(ds, adapter.spatial_dims, scale, out_adapter.name)
         ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name], scale)
     with _gdal_cache(streamed):
         return _downscale_and_write(

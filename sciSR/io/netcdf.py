@@ -84,7 +84,8 @@ class NetCDFAdapter(Adapter):
             for name, var in ds.data_vars.items():
                 if var.ndim >= 2 and var.dtype.kind in "fiu" and "zlib" not in var.encoding:
                     encoding.setdefault(name, {"zlib": True, "complevel": 4})
-                if var.chunks is not None and var.ndim >= 2 and "chunksizes" not in var.encoding:
+                numeric = var.dtype.kind in "fiu"
+                if numeric and var.chunks is not None and var.ndim >= 2 and "chunksizes" not in var.encoding:
                     # HDF5 chunks = the computed blocks: each block fills whole compressed chunks, so
                     # no partly written chunk is evicted, compressed, re-read and rewritten
                     enc = encoding.setdefault(name, {})
