@@ -1,8 +1,6 @@
 """Smoke test of ``recipes/hydrology/precipitation.py`` (Stage IV ×4 with an ETOPO5 orography covariate,
-softmax constraint, fine-tune, evaluate, CF NetCDF out) on the training pool.
-
-The Stage IV and ETOPO5 files are not shipped with sciSR; the test runs where the training pool has
-been fetched (``shared/tools/fetch-training-pool.sh``) and is skipped elsewhere.
+softmax constraint, fine-tune, evaluate, CF NetCDF out) on the Stage IV and ETOPO5 crops shipped
+beside the recipe (``recipes/hydrology/data``: hours 0-11 train, 12-15 are scored).
 """
 
 from __future__ import annotations
@@ -17,9 +15,9 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-POOL = Path("~/.cache/scisr-pool").expanduser()
-STAGEIV = POOL / "precip" / "test_stageiv_xyt.nc"
-ETOPO5 = POOL / "dem" / "etopo5.cdf"
+DATA = ROOT / "recipes" / "hydrology" / "data"
+STAGEIV = DATA / "stageiv_florence_h00_15.nc"
+ETOPO5 = DATA / "etopo5_carolinas.nc"
 
 
 def _load(path: Path, name: str) -> types.ModuleType:
@@ -32,13 +30,13 @@ def _load(path: Path, name: str) -> types.ModuleType:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (STAGEIV.is_file() and ETOPO5.is_file()), reason="training pool not fetched")
 def test_precipitation_recipe_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pandas as pd
     import xarray as xr
 
     import sciSR
 
+    assert STAGEIV.is_file() and ETOPO5.is_file()  # shipped with the recipe
     monkeypatch.setenv("SCISR_NO_PROGRESS", "1")
     rec = _load(ROOT / "recipes" / "hydrology" / "precipitation.py", "recipe_precipitation")
     cfg = ROOT / "recipes" / "hydrology" / "precipitation_smoke.toml"
@@ -72,7 +70,7 @@ def test_precipitation_recipe_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # CF NetCDF out: HR grid ×4, non-negative rain, block means return the coarse input (softmax)
     with xr.open_dataset(summary["downscaled"]) as hr:
         v = hr[summary["variable"]]
-        assert v.shape == (7, 64, 48)
+        assert v.shape == (4, 64, 48)  # hours 12-15
         assert float(np.nanmin(v.values)) >= 0.0
         assert "lat" in hr.coords and hr["lat"].shape == (64, 48)
         assert "softmax" in v.attrs["scisr_constraint"]
