@@ -387,7 +387,9 @@ def test_worker_killed_mid_write_loses_nothing(tmp_path, monkeypatch) -> None:
 
         def kill_first_writer() -> None:
             def tmp_pids() -> list[int]:
-                return [parse_temp_name(n).pid for n in _temps(out)] if out.exists() else []
+                # temporary outputs of worker processes (not the manifest's, which this process writes)
+                pids = [parse_temp_name(n).pid for n in _temps(out)] if out.exists() else []
+                return [p for p in pids if p != os.getpid()]
 
             if _wait_for(lambda: bool(tmp_pids()), 25):
                 pid = tmp_pids()[0]
