@@ -21,37 +21,19 @@ from typing import Any
 
 import numpy as np
 
-import sciSR
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """The TOML config at ``path``.
-
-    Raises:
-        SystemExit: The file is missing.
-    """
-    if not path.is_file():
-        raise SystemExit(f"config {path} not found; pass --config PATH_TO.toml")
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+from recipe_tools import load_config as load_config  # re-exported: shared by the domain recipes
+from recipe_tools import resolve as _resolve
 
 
 def resolve(spec: str, base: Path) -> Path:
-    """A data path: ``sample:NAME`` (a shipped sample), else ``~``-expanded, relative to ``base``.
+    """:func:`recipe_tools.resolve` (``sample:NAME``, ``~``, relative to ``base``), and the file must exist.
 
     Raises:
         SystemExit: The file does not exist.
     """
-    if spec.startswith("sample:"):
-        p = Path(sciSR.data.sample_path(spec.split(":", 1)[1]))
-    else:
-        p = Path(os.path.expanduser(spec))
-        p = p if p.is_absolute() else (base / p)
+    p = _resolve(spec, base)
     if not p.exists():
         raise SystemExit(f"{p} not found; fix the path in the config")
     return p

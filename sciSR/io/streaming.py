@@ -428,32 +428,9 @@ def _blended_array(
     c = int(x.shape[0])
     a = x.astype(np.float64 if x.dtype == np.float64 else np.float32)
     a = a.rechunk((c, tuple(b - a0 for a0, b in rows), tuple(b - a0 for a0, b in cols)))
-    if c == 1:  # one loop item of one channel
-        return lazy_hr(
-            a,
-            pipe,
-            normalizers,
-            scale=pipe.scale,
-            cast=cast,
-            out_dtype=out_dtype,
-            c_out=c_out,
-            nlead=1,
-            c=1,
-            periodic_x=periodic_x,
-            name=desc,
-        )
-    return lazy_hr(
-        a,
-        pipe,
-        normalizers,
-        scale=pipe.scale,
-        cast=cast,
-        out_dtype=out_dtype,
-        c_out=c_out,
-        nlead=0,
-        c=c,
-        periodic_x=periodic_x,
-        name=desc,
+    return lazy_hr(  # one channel: a loop axis of one item; several: the channel axis
+        a, pipe, normalizers, scale=pipe.scale, cast=cast, out_dtype=out_dtype, c_out=c_out,
+        nlead=1 if c == 1 else 0, c=c, periodic_x=periodic_x, name=desc,
     )
 
 

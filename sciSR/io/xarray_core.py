@@ -282,6 +282,8 @@ def _box_cells(
 ) -> int:
     """LR cells of the largest box an output block reads (:meth:`Pipeline.plan_region` of the
     block with the widest chunks, away from the borders where boxes are clipped)."""
+    from .window_graph import _bounds
+
     yb, xb = _bounds(ychunks), _bounds(xchunks)
     iy = max(range(len(ychunks)), key=lambda i: (ychunks[i], -abs(i - len(ychunks) // 2)))
     ix = max(range(len(xchunks)), key=lambda i: (xchunks[i], -abs(i - len(xchunks) // 2)))
@@ -669,10 +671,6 @@ def _rechunk_message(
         f"{name!r}: spatial chunks narrower than the model's halo ({pipe.halo} LR px) were rechunked "
         f"({'; '.join(changed)}); chunk y/x by at least {max(4 * int(pipe.halo), 1)} pixels to avoid this"
     )
-
-
-def _bounds(chunks: tuple[int, ...]) -> list[int]:
-    return [0, *np.cumsum(chunks).tolist()]
 
 
 def _model_out_channels(pipe: Pipeline, c: int) -> int:
