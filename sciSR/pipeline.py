@@ -326,6 +326,8 @@ class Pipeline:
     area_weights: Any = None
     covariates: Any = None
     covariate_stack: Any = None
+    #: cropped windows on the regular lattice of the tile (:class:`sciSR.tiling.Tiler`'s ``lattice``)
+    lattice: bool = False
     _record_attrs: dict[str, str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -577,7 +579,7 @@ class Pipeline:
                 tile = auto_tile_size(self.model, n_in, self.halo, budget, self.engine.precision, self.scale)
         elif tile == 0:
             tile = max(h, w)
-        return Tiler(int(tile), self.halo, self.scale, self.blend)
+        return Tiler(int(tile), self.halo, self.scale, self.blend, self.lattice)
 
     def make_normalizer(self) -> Normalizer:
         """A fresh (unfitted unless the weights fix its parameters) normalizer for one channel."""
@@ -659,7 +661,7 @@ class Pipeline:
         tiler = self.tiler_for(h, w)
         if self.tile is None and not any(True for _ in self.model.parameters()):
             edge = max(16, STREAM_TILE * 4 // max(1, int(self.scale)))  # HR windows of ~2048² px at most
-            tiler = Tiler(min(tiler.tile, edge), self.halo, self.scale, self.blend)
+            tiler = Tiler(min(tiler.tile, edge), self.halo, self.scale, self.blend, self.lattice)
         return tiler
 
     def plan_region(

@@ -77,6 +77,22 @@ def _axis_plan(length: int, window: int, stride: int) -> list[tuple[int, int, in
     return out
 
 
+def _lattice_plan(length: int, tile: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """Windows whose kept cores are ``[k·tile, (k+1)·tile)`` (the last one shorter).
+
+    Each window is ``tile + 2·halo`` long (at most ``length``), centred on its core and shifted
+    inward at the array's ends, so every interior side of a core keeps at least ``halo`` pixels of
+    context.
+    """
+    w = min(tile + 2 * halo, length)
+    out = []
+    for k0 in range(0, length, tile):
+        k1 = min(k0 + tile, length)
+        start = min(max(k0 - halo, 0), length - w)
+        out.append((start, start + w, k0, k1))
+    return out
+
+
 @dataclass(frozen=True)
 class Tiler:
     """Split an LR array into halo'd windows and merge the HR results.
@@ -86,12 +102,16 @@ class Tiler:
         halo: LR pixels of context on each interior side (≥ the model's receptive field).
         scale: Upscaling factor.
         blend: ``"crop"`` (equivariant nets), ``"hann"`` or ``"gaussian"`` (others).
+        lattice: Crop mode only: kept cores on the regular lattice ``k·tile`` (the last one
+            shorter) instead of windows spread evenly; blocks grouped from whole cores then have
+            equal sizes, which file formats with regular chunks (Zarr, NetCDF-4) need.
     """
 
     tile: int
     halo: int
     scale: int
     blend: str = "crop"
+    lattice: bool = False
 
     def __post_init__(self) -> None:
         if self.blend not in BLEND_MODES:
@@ -105,9 +125,13 @@ class Tiler:
 
     def windows(self, h: int, w: int) -> list[Window]:
         """All windows covering an ``h × w`` LR array."""
-        ph, pw = self.window_size(h, w)
-        rows = _axis_plan(h, ph, self.tile)
-        cols = _axis_plan(w, pw, self.tile)
+        if self.lattice and self.blend == "crop":
+            rows = _lattice_plan(h, self.tile, self.halo)
+            cols = _lattice_plan(w, self.tile, self.halo)
+        else:
+            ph, pw = self.window_size(h, w)
+            rows = _axis_plan(h, ph, self.tile)
+            cols = _axis_plan(w, pw, self.tile)
         return [
             Window(y0, y1, x0, x1, ky0, ky1, kx0, kx1, y0 == 0, y1 == h, x0 == 0, x1 == w)
             for (y0, y1, ky0, ky1) in rows

@@ -321,3 +321,34 @@ def test_merge_into_accumulates_the_window_weight(halo: int) -> None:
         out[kept], y[:, oy : oy + (win.ky1 - win.ky0) * s, ox : ox + (win.kx1 - win.kx0) * s]
     )
     assert int((out != 0).sum()) == 2 * (win.ky1 - win.ky0) * (win.kx1 - win.kx0) * s * s
+
+
+@pytest.mark.parametrize(
+    "length,tile,halo", [(100, 16, 3), (16, 16, 3), (17, 16, 3), (7, 16, 3), (250, 64, 40)]
+)
+def test_lattice_windows_have_equal_cores_and_full_context(length, tile, halo):
+    t = Tiler(tile, halo, 2, "crop", lattice=True)
+    wins = t.windows(length, length)
+    rows = sorted({(w.y0, w.y1, w.ky0, w.ky1) for w in wins})
+    assert [k0 for _, _, k0, _ in rows] == list(range(0, length, tile))
+    assert rows[-1][3] == length and all(r[3] == r[2] + tile for r in rows[:-1])
+    for y0, y1, k0, k1 in rows:
+        assert y0 >= 0 and y1 <= length and y1 - y0 == min(tile + 2 * halo, length)
+        assert y0 == 0 or k0 - y0 >= halo  # interior sides keep a halo of context (or all there is)
+        assert y1 == length or y1 - k1 >= halo
+
+
+def test_lattice_tiling_gives_the_same_cropped_result():
+    from sciSR.engine import Engine
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5, padding=2), torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.PixelShuffle(2)
+    ).eval()
+    x = torch.rand(1, 1, 70, 53)
+    eng = Engine(device=torch.device("cpu"), precision="fp32", progress=False)
+    with torch.inference_mode():
+        whole = net(x)
+        lattice = eng.run(net, x, Tiler(20, 4, 2, "crop", lattice=True))
+    assert len(Tiler(20, 4, 2, "crop", lattice=True).windows(70, 53)) == 4 * 3
+    torch.testing.assert_close(lattice, whole, atol=1e-6, rtol=0)

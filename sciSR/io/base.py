@@ -605,13 +605,21 @@ def downscale_path(
 
         assert out is not None
         check_disk_space(ds, variables, dtype, scale, out)
-        if out_adapter is not None:
-            check_field_memory(ds, adapter.spatial_dims, scale, out_adapter.name)
-        ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name], scale)
-    with _gdal_cache(streamed):
-        return _downscale_and_write(
-            p, adapter, ds, pipe, scale, variables, dtype, adapter_opts, out, out_adapter
-        )
+        check_field_memory(ds, adapter.spatial_dims, scale, pipe)
+        regions = getattr(pipe, "covariate_stack", None) is None  # else the window graph of xarray_core
+        ds = chunk_for_streaming(ds, adapter.spatial_dims, STREAMED_FORMATS[adapter.name], scale, regions)
+    from .streaming import BLOCKS, STREAMED_CALL, BlockCounter
+
+    token = STREAMED_CALL.set(streamed)
+    counter = BLOCKS.set(BlockCounter() if streamed else None)
+    try:
+        with _gdal_cache(streamed):
+            return _downscale_and_write(
+                p, adapter, ds, pipe, scale, variables, dtype, adapter_opts, out, out_adapter
+            )
+    finally:
+        BLOCKS.reset(counter)
+        STREAMED_CALL.reset(token)
 
 
 def _gdal_cache(streamed: bool) -> Any:

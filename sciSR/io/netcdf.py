@@ -7,10 +7,11 @@ threads (``scisr batch``) never enter the libraries at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import xarray as xr
 
 from .base import Adapter, register_adapter
 from .locks import NETCDF_LOCK
+from .streaming import counting_blocks, storage_chunks
 from .write_errors import disk_full_as_oserror
 
 
@@ -86,14 +88,44 @@ class NetCDFAdapter(Adapter):
                     encoding.setdefault(name, {"zlib": True, "complevel": 4})
                 numeric = var.dtype.kind in "fiu"
                 if numeric and var.chunks is not None and var.ndim >= 2 and "chunksizes" not in var.encoding:
-                    # HDF5 chunks = the computed blocks: each block fills whole compressed chunks, so
-                    # no partly written chunk is evicted, compressed, re-read and rewritten
+                    # HDF5 chunks = the computed blocks (streaming.storage_chunks): each block fills
+                    # whole compressed chunks, so no partly written chunk is evicted, compressed,
+                    # re-read and rewritten
                     enc = encoding.setdefault(name, {})
-                    enc.setdefault("chunksizes", tuple(int(c[0]) for c in var.chunks))
+                    enc.setdefault("chunksizes", storage_chunks(var.chunks))
         kw.pop("compute", None)
-        with disk_full_as_oserror(path), NETCDF_LOCK:
+        lazy = any(v.chunks is not None for v in ds.data_vars.values())
+        with (
+            disk_full_as_oserror(path),
+            NETCDF_LOCK,
+            _chunk_cache(WRITE_CHUNK_CACHE if lazy else None),
+            counting_blocks(ds, f"sciSR write {path.name}"),
+        ):
             delayed = ds.to_netcdf(path, engine="netcdf4", format=fmt, encoding=encoding, compute=False, **kw)
-            delayed.compute(scheduler="synchronous")  # other threads never hold the lock meanwhile
+            # one block after the other, in this thread (other threads never hold the lock meanwhile)
+            delayed.compute(scheduler="synchronous")
+
+
+#: HDF5 chunk cache (bytes per variable) of a file written from lazy blocks: written chunks wait in
+#: it until evicted, so netCDF-C's 64 MiB default would add that much to a streamed call's peak.
+WRITE_CHUNK_CACHE = 16 << 20
+
+
+@contextlib.contextmanager
+def _chunk_cache(nbytes: int | None) -> Iterator[None]:
+    """netCDF-C's default chunk cache set to ``nbytes`` for the files opened meanwhile (call it
+    holding :data:`NETCDF_LOCK`; ``None``: unchanged)."""
+    if nbytes is None:
+        yield
+        return
+    import netCDF4
+
+    size, nelems, preemption = netCDF4.get_chunk_cache()
+    netCDF4.set_chunk_cache(int(nbytes), nelems, preemption)
+    try:
+        yield
+    finally:
+        netCDF4.set_chunk_cache(size, nelems, preemption)
 
 
 class UndecodedTimesWarning(UserWarning):

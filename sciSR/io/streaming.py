@@ -55,6 +55,15 @@ STREAM_WORKERS = 1
 GDAL_CACHE_BYTES = 16 << 20
 #: ``progress=`` of the running call, for the block-by-block writers (``None``: interactive stderr only).
 PROGRESS: contextvars.ContextVar[bool | None] = contextvars.ContextVar("scisr_stream_progress", default=None)
+#: True while a file-to-file call builds its streamed result: dask-backed variables of the generic
+#: xarray path (NetCDF, Zarr) are then computed region by region (:func:`region_array`, independent
+#: blocks on a regular lattice) rather than by the window graph of spatially chunked dask inputs,
+#: whose output chunks must follow the input's chunks.
+STREAMED_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("scisr_streamed_call", default=False)
+
+
+#: Dask-backed inputs keep native chunks up to this size (bytes) in calls computed region by region.
+NATIVE_CHUNK_BYTES = 64 << 20
 
 
 def chunk_for_streaming(
@@ -62,6 +71,7 @@ def chunk_for_streaming(
     spatial_dims_of: Callable[[xr.DataArray], Any],
     whole_field_cells: int = 0,
     scale: int = 1,
+    regions: bool = False,
 ) -> xr.Dataset:
     """``ds`` with every variable that has spatial dims wrapped in dask (loop dims 1, space in chunks).
 
@@ -70,13 +80,18 @@ def chunk_for_streaming(
     :data:`TARGET_HR_CELLS` HR cells), rounded to a multiple of the format's native chunk/tile size
     when it has one (``preferred_chunks`` encoding), so each chunk reads whole native blocks.
     Dask-backed variables keep their chunks unless a spatial chunk is larger than that (a Zarr
-    store written in whole fields): those axes are rechunked, so output blocks stay small.
+    store written in whole fields): those axes are rechunked, so output blocks stay small. With
+    ``regions`` (the result is computed region by region, :func:`region_array`, whose blocks read
+    their own LR boxes whatever the input's chunks), dask-backed variables keep their native chunks
+    up to :data:`NATIVE_CHUNK_BYTES`: splitting a Zarr chunk into dask chunks would decode it once per
+    piece.
 
     Args:
         ds: Dataset as opened (lazily) by an adapter.
         spatial_dims_of: ``(y_dim, x_dim)`` of a variable, or ``None``.
         whole_field_cells: Largest field kept whole in space.
         scale: The call's factor (sets the LR chunk of a given HR block size).
+        regions: The call computes its result region by region.
 
     Returns:
         The chunked Dataset (coordinates untouched).
@@ -89,6 +104,9 @@ def chunk_for_streaming(
             continue
         whole = var.sizes[dims[0]] * var.sizes[dims[1]] <= whole_field_cells
         if var.chunks is not None:
+            native = var.dtype.itemsize * int(np.prod([max(c) for c in var.chunks]))
+            if regions and native <= NATIVE_CHUNK_BYTES:
+                continue
             if not whole and any(max(var.chunksizes[d]) > edge for d in dims):
                 chunked[name] = var.chunk({d: min(var.sizes[d], edge) for d in dims})
             continue
@@ -109,22 +127,21 @@ def chunk_for_streaming(
     return ds.assign(chunked) if chunked else ds
 
 
-#: Output formats written by xarray from the lazy result: their peak memory still grows with the
-#: size of one field (measured: ×4 bicubic of one 2000² / 4000² field to Zarr peaked at 994 / 1300
-#: MiB), so a field whose HR values cannot be held in memory is refused before any work.
-FIELD_BOUND_WRITERS = ("netcdf", "zarr")
-
-
 def check_field_memory(
-    ds: xr.Dataset, spatial_dims_of: Callable[[xr.DataArray], Any], scale: int, writer: str
+    ds: xr.Dataset, spatial_dims_of: Callable[[xr.DataArray], Any], scale: int, pipe: Pipeline
 ) -> None:
-    """Refuse a call whose largest HR field (float32) exceeds the memory available, for the
-    :data:`FIELD_BOUND_WRITERS` (GeoTIFF and NIfTI outputs are written window by window instead).
+    """Refuse a streamed call whose fields must each be computed whole, when one HR field (float32)
+    exceeds the memory available.
+
+    Streamed blocks are small whatever the field size, except under a constraint that is not local
+    to each coarse cell (``constraint_degradation`` other than ``"area"``): its projection needs the
+    whole field, so each field is one block.
 
     Raises:
         sciSR.io.memory.InsufficientMemoryError: The figures and the fixes in one line.
     """
-    if writer not in FIELD_BOUND_WRITERS:
+    cons = getattr(pipe, "constraint", None)
+    if cons is None or getattr(cons, "local", True):
         return
     from ..sysinfo import available_bytes
     from .memory import InsufficientMemoryError
@@ -137,13 +154,101 @@ def check_field_memory(
         h, w = var.sizes[dims[0]], var.sizes[dims[1]]
         need = 4.0 * h * w * scale * scale
         if need > avail:
-            k = max((k for k in range(1, scale) if 4.0 * h * w * k * k <= avail), default=None)
-            smaller = f"use a smaller scale (scale={k} fits)" if k else "use a smaller scale"
             raise InsufficientMemoryError(
-                f"downscaling {name!r} ×{scale}: one {h}×{w} field becomes {h * scale}×{w * scale} "
-                f"({need / 2**30:.1f} GiB), more than the {avail / 2**30:.1f} GiB available while a "
-                f"{writer} output is written; {smaller}, downscale a spatial subset, or write a GeoTIFF"
+                f"downscaling {name!r} ×{scale}: constraint degradation '{cons.degradation}' needs each "
+                f"{h * scale}×{w * scale} field whole ({need / 2**30:.1f} GiB), more than the "
+                f"{avail / 2**30:.1f} GiB available; use constraint_degradation='area' (applied block "
+                f"by block), downscale a spatial subset, or use a smaller scale"
             )
+
+
+def storage_chunks(chunks: tuple[tuple[int, ...], ...], max_edge: int = 512) -> tuple[int, ...]:
+    """Chunk shape of a file variable (Zarr, NetCDF-4) written from dask blocks ``chunks``.
+
+    An axis whose blocks are equal (the last may be shorter) is chunked by the block, so each
+    block fills whole chunks; on an axis of unequal blocks (blended models' blocks follow their
+    windows) the chunk is the largest power of two not above the smallest block nor ``max_edge``,
+    so only chunks on block edges are written in two parts.
+
+    Shape:
+        one chunk length per axis of ``chunks``.
+    """
+    out = []
+    for c in chunks:
+        inner = c[:-1] if len(c) > 1 else c
+        if len(set(inner)) == 1 and c[-1] <= c[0]:
+            out.append(int(c[0]))
+        else:
+            edge = min(min(c), max_edge)
+            out.append(1 << max(0, int(edge).bit_length() - 1))
+    return tuple(out)
+
+
+def aligned(chunks: tuple[tuple[int, ...], ...], storage: tuple[int, ...]) -> bool:
+    """True when every dask block of ``chunks`` covers whole chunks of the ``storage`` shape."""
+    for c, n in zip(chunks, storage):
+        edges = np.cumsum(c)[:-1]
+        if np.any(edges % n):
+            return False
+    return True
+
+
+class BlockCounter:
+    """Counts the blocks a streamed call has computed: a progress bar, freed memory handed back,
+    and a prompt stop when the write was abandoned.
+
+    :func:`region_array` tasks call :meth:`done` after each block; the writer opens the bar
+    (:meth:`open`) with the number of blocks it is about to store, in the thread that writes.
+    """
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.abandoned: Callable[[], bool] = lambda: False
+
+    def __dask_tokenize__(self) -> tuple[str, int]:
+        return ("scisr-block-counter", id(self))
+
+    def open(self, total: int, desc: str) -> None:
+        """Show a bar over ``total`` blocks (honouring the call's ``progress=``)."""
+        from .safety import abandoned_check
+
+        self.abandoned = abandoned_check()
+        self.bar = progress_bar(total, desc)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def done(self) -> None:
+        """One block is computed."""
+        if self.abandoned():
+            raise KeyboardInterrupt("the write was abandoned")
+        if self.bar is not None:
+            self.bar.update(1)
+        release_freed_memory()
+
+
+#: The :class:`BlockCounter` of the running file-to-file call (``None`` outside one).
+BLOCKS: contextvars.ContextVar[BlockCounter | None] = contextvars.ContextVar(
+    "scisr_stream_blocks", default=None
+)
+
+
+@contextlib.contextmanager
+def counting_blocks(ds: xr.Dataset, desc: str) -> Iterator[None]:
+    """Open the running call's block bar over the dask blocks of ``ds``'s variables while a writer
+    stores them (nothing outside a streamed call)."""
+    counter = BLOCKS.get()
+    if counter is None:
+        yield
+        return
+    total = sum(block_count(v.data) for v in ds.data_vars.values() if is_dask(v.data))
+    counter.open(total, desc)
+    try:
+        yield
+    finally:
+        counter.close()
 
 
 def stream_chunk(scale: int) -> int:
@@ -295,29 +400,81 @@ class _RegionTask:
         self.normalizers = normalizers
         self.cast = cast
         self.desc = desc
+        self.counter = BLOCKS.get()
 
     def __call__(self, read: Callable[[], np.ndarray], plan: Any) -> np.ndarray:
         x = np.asarray(read())
         x = x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
-        return self.cast(self.pipe.run_region(x[None], plan, self.normalizers, self.desc)[0])
+        y = self.cast(self.pipe.run_region(x[None], plan, self.normalizers, self.desc)[0])
+        if self.counter is not None:
+            self.counter.done()
+        return y
 
 
 class _BoxRead:
     """Reads the LR box of one plan from the input array when its block is computed.
 
-    Each block reads its own box (a synchronous compute of the slices of the input's chunks it
-    needs) instead of depending on shared chunk tasks: shared input chunks would be kept in memory
-    until every block that overlaps them is done, which can be the whole input.
+    Each block reads its own box (through its block row's band, :class:`_RowBands`) instead of
+    depending on shared chunk tasks: shared input chunks would be kept in memory until every block
+    that overlaps them is done, which can be the whole input.
     """
 
-    def __init__(self, x: Any, plan: Any) -> None:
-        self.x = x
+    def __init__(self, bands: _RowBands, row: int, plan: Any) -> None:
+        self.bands = bands
+        self.row = row
         self.plan = plan
 
     def __call__(self) -> np.ndarray:
-        x = self.x
-        box = self.plan.read_box(lambda a, b, c, d: x[:, a:b, c:d])
-        return np.asarray(box.compute(scheduler="synchronous") if is_dask(box) else box)
+        return self.bands.read_box(self.row, self.plan)
+
+
+#: Largest row band :class:`_RowBands` keeps (bytes); wider inputs read each box on its own.
+BAND_BYTES = 64 << 20
+
+
+class _RowBands:
+    """LR boxes read through whole-width row bands, one band per block row, the last two kept.
+
+    Blocks of one block row are computed one after the other; reading their rows once (instead of
+    each box on its own) decodes the input's native chunks once per block row, not once per block:
+    a Zarr store chunked in whole rows was otherwise decoded 16 times per chunk at ×4.
+    """
+
+    KEEP = 2
+
+    def __init__(self, x: Any, spans: list[tuple[int, int]]) -> None:
+        import threading
+
+        self.x = x
+        self.spans = spans
+        self.cache: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()
+        widest = max((b - a for a, b in spans), default=0)
+        self.banded = widest * int(np.prod(x.shape[:-2])) * x.shape[-1] * x.dtype.itemsize <= BAND_BYTES
+
+    def __dask_tokenize__(self) -> tuple[str, int]:
+        return ("scisr-row-bands", id(self))
+
+    def _band(self, row: int) -> np.ndarray:
+        with self.lock:
+            band = self.cache.get(row)
+            if band is None:
+                a, b = self.spans[row]
+                part = self.x[..., a:b, :]
+                band = np.asarray(part.compute(scheduler="synchronous") if is_dask(part) else part)
+                self.cache[row] = band
+                while len(self.cache) > self.KEEP:
+                    self.cache.pop(next(iter(self.cache)))
+            return band
+
+    def read_box(self, row: int, plan: Any) -> np.ndarray:
+        """The LR box of ``plan`` (a block of block row ``row``)."""
+        if not self.banded:
+            x = self.x
+            box = plan.read_box(lambda a, b, c, d: x[:, a:b, c:d])
+            return np.asarray(box.compute(scheduler="synchronous") if is_dask(box) else box)
+        band, top = self._band(row), self.spans[row][0]
+        return plan.read_box(lambda a, b, c, d: band[:, a - top : b - top, c:d])
 
 
 def stream_pipeline(pipe: Pipeline) -> Pipeline:
@@ -339,9 +496,13 @@ def stream_pipeline(pipe: Pipeline) -> Pipeline:
     spec = getattr(p.model, "spec", None)
     free = not any(True for _ in p.model.parameters())
     cropped = bool(getattr(spec, "equivariant", False)) and p.blend == "crop"
-    if p.tile is None and (free or cropped):
+    if p.tile is None and free:  # interpolation: one window per block (a window's fixed costs dominate)
+        p.tile = max(STREAM_MODEL_TILE, int(math.sqrt(TARGET_HR_CELLS)) // max(1, int(p.scale)))
+    elif p.tile is None and cropped:
         core = max(STREAM_MODEL_TILE, STREAM_HALO_FACTOR * int(p.halo))
-        p.tile = core if free else min(core, pipe.tiler_for(1 << 20, 1 << 20).tile)
+        p.tile = min(core, pipe.tiler_for(1 << 20, 1 << 20).tile)
+    if p.blend == "crop" and (free or cropped):
+        p.lattice = True  # equal cores, so equal blocks: whole output chunks in Zarr and NetCDF-4
     return p
 
 
@@ -391,11 +552,13 @@ def region_array(
         return _blended_array(x, pipe, normalizers, rows, cols, cast, out_dtype, c_out, periodic_x, desc)
     task = _RegionTask(pipe, normalizers, cast, desc)
     name = f"scisr-stream-{uuid.uuid4().hex}"
+    plans = [[pipe.plan_region((h, w), (y0, y1, x0, x1), periodic_x) for x0, x1 in cols] for y0, y1 in rows]
+    spans = [(min(p.rows[0] for p in row), max(p.rows[1] for p in row)) for row in plans]
+    bands = _RowBands(x, spans)
     dsk: dict[Any, Any] = {}
-    for i, (y0, y1) in enumerate(rows):
-        for j, (x0, x1) in enumerate(cols):
-            plan = pipe.plan_region((h, w), (y0, y1, x0, x1), periodic_x)
-            dsk[(name, 0, i, j)] = (partial(task, _BoxRead(x, plan), plan),)
+    for i, row in enumerate(plans):
+        for j, plan in enumerate(row):
+            dsk[(name, 0, i, j)] = (partial(task, _BoxRead(bands, i, plan), plan),)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
     chunks = ((c_out,), tuple(s * (b - a) for a, b in rows), tuple(s * (b - a) for a, b in cols))
     dt = np.dtype(out_dtype)
@@ -414,24 +577,20 @@ def _blended_array(
     periodic_x: bool,
     desc: str,
 ) -> Any:
-    """:func:`region_array` for blended windows: a window-task graph (:mod:`sciSR.io.window_graph`).
+    """:func:`region_array` for blended windows: independent blocks over a shared window cache
+    (:mod:`sciSR.io.window_cache`).
 
     Blended windows overlap their neighbours' blocks, so a block-by-block run would compute most
-    windows several times (up to nine for blocks of one window core); the window graph runs each
-    once and holds its output until the blocks it touches are done.
+    windows several times (up to nine for blocks of one window core); the cache runs each once and
+    drops it after the last block that uses it.
 
     Shape:
         ``(C, H, W) -> (C_out, s·H, s·W)``.
     """
-    from .window_graph import lazy_hr
+    from .window_cache import blended_blocks
 
-    c = int(x.shape[0])
     a = x.astype(np.float64 if x.dtype == np.float64 else np.float32)
-    a = a.rechunk((c, tuple(b - a0 for a0, b in rows), tuple(b - a0 for a0, b in cols)))
-    return lazy_hr(  # one channel: a loop axis of one item; several: the channel axis
-        a, pipe, normalizers, scale=pipe.scale, cast=cast, out_dtype=out_dtype, c_out=c_out,
-        nlead=1 if c == 1 else 0, c=c, periodic_x=periodic_x, name=desc,
-    )
+    return blended_blocks(a, pipe, normalizers, rows, cols, cast, out_dtype, c_out, periodic_x)
 
 
 def fit_stream(pipe: Pipeline, x: Any, name: Hashable) -> list[Normalizer]:

@@ -614,6 +614,13 @@ def _run_dask(
             stacklevel=5,
         )
         a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
+    from .streaming import STREAMED_CALL
+
+    c_out = _model_out_channels(pipe, c)
+    if STREAMED_CALL.get() and getattr(pipe, "covariate_stack", None) is None:
+        return _run_regions(
+            a, pipe, normalizers, cast, out_dt, c_out, periodic_x, nlead, c, name
+        ), normalizers
     from .window_graph import lazy_hr
 
     out = lazy_hr(
@@ -623,13 +630,57 @@ def _run_dask(
         scale=scale,
         cast=cast,
         out_dtype=out_dt,
-        c_out=_model_out_channels(pipe, c),
+        c_out=c_out,
         nlead=nlead,
         c=c,
         periodic_x=periodic_x,
         name=name,
     )
     return out, normalizers
+
+
+def _run_regions(
+    a: Any,
+    pipe: Pipeline,
+    normalizers: list[Normalizer],
+    cast: Callable[[np.ndarray], np.ndarray],
+    out_dt: np.dtype,
+    c_out: int,
+    periodic_x: bool,
+    nlead: int,
+    c: int,
+    name: Hashable,
+) -> Any:
+    """:func:`_run_dask` for a file-to-file call: each 2-D item computed region by region.
+
+    Every loop item becomes :func:`sciSR.io.streaming.region_array`'s independent blocks (each
+    reads its own LR box and runs only its windows), so a writer storing the blocks one after the
+    other holds one block at a time, whatever the field size; the spatial output chunks are those
+    blocks, not the input's chunks ×scale.
+
+    Shape:
+        ``(*loop, [C,] H, W) -> (*loop, [C_out,] s·H, s·W)``.
+    """
+    import dask.array as dsa
+
+    from .streaming import region_array
+
+    lead = a.shape[:nlead]
+    items = []
+    for idx in np.ndindex(*lead):
+        x = a[idx] if c > 1 else a[idx][None]
+        hr = region_array(
+            x,
+            pipe,
+            normalizers,
+            cast=cast,
+            out_dtype=out_dt,
+            c_out=c_out,
+            periodic_x=periodic_x,
+            desc=f"sciSR {name}",
+        )
+        items.append(hr if c > 1 else hr[0])
+    return dsa.stack(items).reshape(*lead, *items[0].shape)
 
 
 def _check_constraint(pipe: Pipeline, normalizers: list[Normalizer], name: Hashable) -> None:

@@ -20,6 +20,7 @@ import xarray as xr
 from ..grid import find_spatial_dims
 from .base import Adapter, register_adapter
 from .netcdf import clean_for_write, open_with_time_fallback
+from .streaming import STREAM_WORKERS, aligned, counting_blocks, storage_chunks
 
 #: target bytes per output chunk along loop dims
 CHUNK_BYTES = 16 << 20
@@ -59,20 +60,34 @@ class ZarrAdapter(Adapter):
         return ds
 
     def write(self, ds: xr.Dataset, path: Path, **kw: Any) -> None:
+        """Write a zarr v3 store with consolidated metadata.
+
+        Dask-backed variables are stored block after block in one thread: results computed in
+        spatial blocks keep them as chunks (or chunks dividing them, see :func:`output_chunks`), and
+        blocks that do not cover whole chunks (blended models' blocks) are written into them in
+        turn, never two at a time.
+        """
         ds = clean_for_write(ds)
+        unaligned = False
         for name in list(ds.variables):
             var = ds.variables[name]
             var.encoding = {k: v for k, v in var.encoding.items() if k not in _LAYOUT}
             if var.ndim == 0 or name in ds.dims:
                 continue
             chunks = output_chunks(ds[name])
-            if var.chunks is not None:
-                ds[name] = ds[name].chunk(dict(zip(var.dims, chunks)))
+            if var.chunks is not None and not aligned(var.chunks, chunks):
+                if _spatially_chunked(ds[name]):
+                    unaligned = True  # written block by block into shared chunks, sequentially
+                else:
+                    ds[name] = ds[name].chunk(dict(zip(var.dims, chunks)))
             ds.variables[name].encoding["chunks"] = chunks
         kw.setdefault("consolidated", True)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), counting_blocks(ds, f"sciSR write {path.name}"):
             warnings.filterwarnings("ignore", message=r"Consolidated metadata is currently not part")
-            ds.to_zarr(path, mode="w", zarr_format=3, **kw)
+            delayed = ds.to_zarr(
+                path, mode="w", zarr_format=3, compute=False, safe_chunks=not unaligned, **kw
+            )
+            delayed.compute(scheduler="threads", num_workers=STREAM_WORKERS)
 
 
 def has_consolidated_metadata(path: Path) -> bool:
@@ -88,11 +103,18 @@ def has_consolidated_metadata(path: Path) -> bool:
         return False
 
 
+def _spatially_chunked(da: xr.DataArray) -> bool:
+    """True for dask data split into several chunks along a spatial dim (results computed in blocks)."""
+    dims = find_spatial_dims(da) if da.ndim >= 2 else None
+    return da.chunks is not None and bool(dims) and any(len(da.chunksizes[d]) > 1 for d in dims)
+
+
 def output_chunks(da: xr.DataArray) -> tuple[int, ...]:
     """Chunk shape: whole spatial slices, loop dims grouped up to :data:`CHUNK_BYTES`.
 
-    Dask data chunked in space keep their spatial chunk length (the largest chunk of each spatial
-    dim), so each computed block is written into whole Zarr chunks without rechunking.
+    Dask data chunked in space keep their blocks as chunks (along every dim) when the blocks are
+    equal, or get chunks dividing most of them (:func:`sciSR.io.streaming.storage_chunks`), so
+    computed blocks are written without rechunking.
 
     Shape:
         one chunk length per dim of ``da``.
@@ -101,9 +123,8 @@ def output_chunks(da: xr.DataArray) -> tuple[int, ...]:
     spatial = set(dims) if dims else set(da.dims[-2:]) if da.ndim >= 2 else set(da.dims)
     item = np.dtype(da.dtype).itemsize
     chunks = {d: (da.sizes[d] if d in spatial else 1) for d in da.dims}
-    if da.chunks is not None and dims:  # spatially chunked dask data: chunk-aligned writes, no rechunk
-        for d in dims:
-            chunks[d] = max(da.chunksizes[d])
+    if _spatially_chunked(da):  # blocks computed in space: block-aligned chunks, no rechunk
+        return storage_chunks(da.chunks)
     slice_bytes = item * int(np.prod([chunks[d] for d in spatial]))
     if slice_bytes > MAX_SLICE_BYTES and dims:
         y = dims[0]

@@ -98,17 +98,35 @@ def test_info_on_a_declared_huge_grid_does_not_read_it(request, which) -> None:
 
 
 @pytest.mark.slow
-def test_enormous_scale_on_a_medium_file_is_refused(guard) -> None:
+def _medium_nc(guard, n: int = 600):
     import xarray as xr
 
-    n = 600
     p = guard.root / "medium.nc"
     xr.Dataset(
         {"t": (("lat", "lon"), np.random.default_rng(0).random((n, n), dtype=np.float32))},
         coords={"lat": np.linspace(-60, 60, n), "lon": np.linspace(0, 120, n)},
     ).to_netcdf(p)
     guard.watch(p)
-    r = _scisr("downscale", str(p), "-o", str(guard.root / "o.nc"), "-s", "64")
+    return p
+
+
+def test_enormous_scale_on_a_medium_file_is_refused(guard) -> None:
+    # streamed NetCDF output needs little memory at any scale; ×2000 (1.2 million² cells, ~5 TiB)
+    # cannot fit on the disk, which is checked before any work
+    p = _medium_nc(guard)
+    r = _scisr("downscale", str(p), "-o", str(guard.root / "o.nc"), "-s", "2000")
     assert r.returncode == 1, r.stderr[-2000:]
     line = one_line(r.stderr)
-    assert "GiB" in line and "smaller scale" in line
+    assert "no space left" in line and "TiB" in line and "o.nc" in line
+
+
+def test_whole_field_constraint_too_large_for_memory_is_refused(guard) -> None:
+    # a constraint that is not local needs each HR field whole: 600² ×64 is 5.5 GiB, over the 2G limit
+    p = _medium_nc(guard)
+    r = _scisr(
+        "downscale", str(p), "-o", str(guard.root / "o.nc"), "-s", "64", "-m", "bicubic",
+        "--constraint", "add", "--constraint-degradation", "gaussian",
+    )
+    assert r.returncode == 1, r.stderr[-2000:]
+    line = one_line(r.stderr)
+    assert "GiB" in line and "constraint_degradation='area'" in line

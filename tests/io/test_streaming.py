@@ -234,14 +234,84 @@ def test_gridded_sample_path_to_path_equals_eager(tmp_path, ext):
         src = tmp_path / "in.zarr"
     out = tmp_path / f"s{ext}"
     res = sciSR.downscale(src, model="espcn", scale=2, out=out, **FAST)
-    # NetCDF: one time step at a time; Zarr: its own chunks (written whole here)
-    assert res.tas.data.chunks[0] == ((1, 1, 1) if ext == ".nc" else (3,))
+    assert res.tas.data.chunks[0] == (1, 1, 1)  # one time step at a time
     eager = sciSR.downscale(sciSR.open(src).load(), model="espcn", scale=2, **FAST)
     got = sciSR.open(out).load()
     assert float(np.abs(got.tas.values - eager.tas.values).max()) <= 1e-5
     assert {k: v for k, v in got.tas.attrs.items()} == {k: v for k, v in eager.tas.attrs.items()}
     np.testing.assert_array_equal(got.lat.values, eager.lat.values)
     np.testing.assert_array_equal(got.lon.values, eager.lon.values)
+
+
+def _gridded(path: Path, steps: int = 2, h: int = 90, w: int = 110) -> Path:
+    import xarray as xr
+
+    data = np.stack([_field(h, w, seed=t)[0] for t in range(steps)]).astype(np.float32)
+    data[1, 30:60, 40:80] = np.nan  # a gap across several blocks
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), data, {"units": "K", "long_name": "air temperature"})},
+        coords={"time": np.arange(steps), "lat": np.linspace(-30, 30, h), "lon": np.linspace(0, 80, w)},
+        attrs={"title": "streamed"},
+    )
+    if path.suffix == ".nc":
+        ds.to_netcdf(path)
+    else:
+        ds.to_zarr(path)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".nc", ".zarr"])
+@pytest.mark.parametrize("kind", ["cropped", "blended"])
+def test_gridded_blocks_are_written_one_by_one_and_equal_eager(tmp_path, small_blocks, ext, kind):
+    """Many blocks per field: cropped models give equal blocks (one file chunk each); blended
+    models' blocks follow their windows and are unequal, so Zarr/NetCDF chunks divide them and the
+    chunks on block edges are written in two parts, one block after the other."""
+    import xarray as xr
+
+    src = _gridded(tmp_path / f"in{ext}")
+    if kind == "cropped":
+        model, scale, opts = "espcn", 4, dict(TILED)
+    else:
+        model = sciSR.create_model("rcan", scale=2, pretrained=False, n_resgroups=1, n_resblocks=1, n_feats=8)
+        scale, opts = 2, dict(TILED)
+    res = sciSR.downscale(src, model=model, scale=scale, out=tmp_path / f"s{ext}", **opts)
+    ychunks = res.tas.data.chunks[1]
+    assert len(ychunks) > 2
+    assert (len(set(ychunks[:-1])) == 1) == (kind == "cropped")
+    eager = sciSR.downscale(sciSR.open(src).load(), model=model, scale=scale, **opts)
+    with xr.open_dataset(tmp_path / f"s{ext}", engine="zarr" if ext == ".zarr" else "netcdf4") as got:
+        np.testing.assert_array_equal(np.isnan(got.tas.values), np.isnan(eager.tas.values))
+        assert float(np.nanmax(np.abs(got.tas.values - eager.tas.values))) <= 1e-5
+        assert got.tas.attrs == {k: v for k, v in eager.tas.attrs.items()}
+        assert got.attrs["title"] == "streamed"
+        np.testing.assert_array_equal(got.lat.values, eager.lat.values)
+        chunks = got.tas.encoding["chunks" if ext == ".zarr" else "chunksizes"]
+        assert chunks[0] == 1
+        if kind == "cropped":
+            assert tuple(chunks[1:]) == (ychunks[0], res.tas.data.chunks[2][0])
+        else:
+            assert chunks[1] < min(ychunks) and chunks[1] & (chunks[1] - 1) == 0
+
+
+def test_block_progress_counts_every_block(tmp_path, small_blocks, monkeypatch):
+    """The streamed NetCDF writer shows one bar step per computed block."""
+    updates: list[int] = []
+
+    class Bar:
+        def __init__(self, total: int, desc: str) -> None:
+            updates.append(-total)
+
+        def update(self, n: int) -> None:
+            updates.append(n)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(streaming, "progress_bar", Bar)
+    src = _gridded(tmp_path / "in.nc")
+    res = sciSR.downscale(src, model="bicubic", scale=4, out=tmp_path / "s.nc", progress=True, tile=24)
+    blocks = int(np.prod(res.tas.data.numblocks))
+    assert blocks > 4 and updates == [-blocks] + [1] * blocks
 
 
 def test_zarr_output_chunks_follow_spatial_blocks():
@@ -252,8 +322,10 @@ def test_zarr_output_chunks_follow_spatial_blocks():
 
     data = dsa.zeros((40, 800, 1200), chunks=(1, 256, 512), dtype=np.float32)
     da = xr.DataArray(data, dims=("time", "lat", "lon"))
-    assert output_chunks(da) == (32, 256, 512)  # 512 KiB blocks: loop dims grouped up to 16 MiB
-    assert output_chunks(da.compute()) == (4, 800, 1200)
+    assert output_chunks(da) == (1, 256, 512)  # each computed block is one chunk
+    assert output_chunks(da.compute()) == (4, 800, 1200)  # in memory: loop dims grouped up to 16 MiB
+    uneven = dsa.zeros((2, 800, 1200), chunks=((1, 1), (300, 500), (600, 600)), dtype=np.float32)
+    assert output_chunks(xr.DataArray(uneven, dims=("time", "lat", "lon"))) == (1, 256, 600)
 
 
 # ---------------------------------------------------------------- peak memory
@@ -301,3 +373,70 @@ def test_peak_memory_is_set_by_block_size_not_file_size(tmp_path):
     assert s["peak"] - s["base"] < bound, (s["peak"] - s["base"]) / 2**20
     e = _peak_growth(src, tmp_path / "e.tif", eager=True)
     assert e["peak"] - e["base"] > bound  # the same bound fails for the eager path
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmHWM from /proc")
+@pytest.mark.parametrize("ext", [".nc", ".zarr"])
+def test_gridded_peak_memory_is_set_by_block_size_not_file_size(tmp_path, ext):
+    """Two 1200×1200 time steps ×4 (184 MB float32 output) to NetCDF / Zarr: the written blocks are
+    independent (each reads its own LR box), so the peak grows by about one block, as for GeoTIFF."""
+    import xarray as xr
+
+    n, steps = 1200, 2
+    data = np.stack([_field(n, n)[0] + t for t in range(steps)]).astype(np.float32)
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), data, {"units": "K"})},
+        coords={"time": np.arange(steps), "lat": np.linspace(-60, 60, n), "lon": np.linspace(0, 120, n)},
+    )
+    src = tmp_path / f"in{ext}"
+    if ext == ".nc":
+        ds.to_netcdf(src, encoding={"tas": {"chunksizes": (1, 256, 256)}})
+    else:
+        ds.chunk({"time": 1, "lat": 256, "lon": 256}).to_zarr(src)
+    s = _peak_growth(src, tmp_path / f"s{ext}", eager=False)
+    bound = (96 << 20) + 16 * s["block"]
+    output = steps * (4 * n) ** 2 * 4
+    assert bound < output
+    assert s["peak"] - s["base"] < bound, (s["peak"] - s["base"]) / 2**20
+    got = xr.open_dataset(tmp_path / f"s{ext}", engine="zarr" if ext == ".zarr" else "netcdf4")
+    assert got.tas.shape == (steps, 4 * n, 4 * n)
+    assert np.isfinite(got.tas[-1, -5:, -5:].values).all()
+    got.close()
+
+
+@pytest.mark.parametrize("order", ["rows", "shuffled"])
+def test_window_cache_blocks_equal_whole_field_inference_in_any_order(small_blocks, order):
+    """Blended blocks share a window cache: in row order every window runs once; in a scattered
+    order under a tiny cap evicted windows run again, and the blocks still equal whole-field run."""
+    import random
+
+    import torch
+
+    from sciSR.io import window_cache
+    from sciSR.pipeline import Pipeline
+
+    torch.manual_seed(0)
+    net = sciSR.create_model("rcan", scale=2, pretrained=False, n_resgroups=1, n_resblocks=1, n_feats=8)
+    pipe = streaming.stream_pipeline(Pipeline.build(net, 2, tile=24, progress=False))
+    x = _field(90, 110)
+    x[0, 30:50, 20:60] = np.nan
+    normalizers = pipe.fit(x[None])
+    whole = pipe.run(x[None], normalizers)[0]
+    rows, cols = streaming.region_grid(pipe, (90, 110))
+    arr = window_cache.blended_blocks(x, pipe, normalizers, rows, cols, lambda y: y, np.float32, 1, False)
+    cache = next(t[0].args[0] for t in arr.dask.values() if hasattr(t[0], "args"))
+    n_windows = len(cache.wins)
+    idx = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+    if order == "shuffled":
+        random.Random(0).shuffle(idx)
+        cache.cap = 0
+    got = np.full((1, 180, 220), -1.0, np.float32)
+    for i, j in idx:
+        (y0, y1), (x0, x1) = rows[i], cols[j]
+        got[:, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1] = arr.blocks[0, i, j].compute(scheduler="synchronous")
+    np.testing.assert_allclose(got, whole, atol=1e-5)
+    assert len(idx) > 4 and not cache.outputs and cache.held == 0
+    if order == "rows":
+        assert cache.runs == n_windows
+    else:
+        assert cache.runs > n_windows
