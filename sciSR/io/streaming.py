@@ -12,6 +12,14 @@ variable by streaming reductions (:func:`fit_stream`).
 
 Block layout: the HR block boundaries follow the kept cores of the whole array's tiler windows
 (grouped until a block reaches about :data:`TARGET_HR_CELLS` HR cells), so every window is run once.
+Cropped models (interpolation, translation-equivariant CNNs) get window cores on a regular lattice
+(:class:`sciSR.tiling.Tiler`'s ``lattice``), so their blocks are equal and each fills whole Zarr /
+NetCDF-4 chunks; blended models' blocks follow their windows and share a window cache
+(:mod:`sciSR.io.window_cache`). Every block reads its own LR box, through its block row's band
+(read once per block row), so blocks are independent tasks: a writer storing them one after the
+other holds about one block, whatever the file size. GeoTIFF is written window by window
+(:mod:`sciSR.io.geotiff`), NetCDF and Zarr by xarray from the lazy result (one block at a time, in
+the writing thread), NIfTI slab by slab (:mod:`sciSR.io.nifti`).
 """
 
 from __future__ import annotations
