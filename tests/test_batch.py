@@ -439,7 +439,7 @@ def test_batch_process_killed_then_resumed_gives_complete_identical_outputs(tmp_
             except (ValueError, KeyError):
                 return False
 
-        assert _wait_for(done_and_writing, 25), "the batch never had a finished file and a write under way"
+        assert _wait_for(done_and_writing, 90), "the batch never had a finished file and a write under way"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:

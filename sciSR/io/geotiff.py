@@ -1026,11 +1026,12 @@ def _store_blocks(data: Any, dst: Any) -> bool:
     """Compute the dask array ``data`` block by block into ``dst``; True when a NaN was written."""
     import dask.array as dsa
 
-    from .streaming import STREAM_WORKERS, block_count
+    from .streaming import STREAM_WORKERS, block_count, row_major_order
 
     target = _WindowWriter(dst, block_count(data))
     try:
-        dsa.store(data, target, lock=True, scheduler="threads", num_workers=STREAM_WORKERS)
+        with row_major_order():
+            dsa.store(data, target, lock=True, scheduler="threads", num_workers=STREAM_WORKERS)
     finally:
         target.bar.close()
     return target.saw_nan

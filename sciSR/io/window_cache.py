@@ -8,9 +8,10 @@ a graph grew the peak by about 520 MiB (210 MiB at 1000²). Here every block is 
 a :class:`WindowCache` shared by the blocks of one field runs each window on first use and drops its
 output when the last block that uses it is done (reference counts are known from the plan), or,
 beyond a cap of two rows of windows (at least :data:`CACHE_BYTES`), the least recently used one.
-Blocks in (reverse) row-major order, one at a time (``dask.array.store``'s order: GeoTIFF) run each
-window once; xarray's writers (NetCDF, Zarr) visit blocks in a scattered order, where capped
-windows run again when needed later (measured: 15 % more window runs for 4000² ×2).
+Blocks in row-major order, one at a time, run each window once: the streamed writers set that
+order (:func:`sciSR.io.streaming.row_major_order`; xarray's NetCDF/Zarr writers visited blocks in
+a scattered order, where capped windows ran again: 15 % more window runs for 4000² ×2). In any
+order the blocks are exact.
 
 Blocks equal the whole array's blocks: windows, weights and summation order are those of
 :meth:`sciSR.engine.Engine.run` (the merge is :func:`sciSR.io.window_graph._block_task`'s).
@@ -19,7 +20,6 @@ Blocks equal the whole array's blocks: windows, weights and summation order are 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -208,7 +208,7 @@ def blended_blocks(
     import dask.array as dsa
     from dask.highlevelgraph import HighLevelGraph
 
-    from .streaming import BLOCKS
+    from .streaming import BLOCKS, block_array_name
 
     _c, h, w = (int(n) for n in x.shape)
     s = pipe.scale
@@ -226,7 +226,7 @@ def blended_blocks(
             plan[i, j] = ks
     cache = WindowCache(x, pipe, normalizers, wins, uses, pad)
     counter = BLOCKS.get()
-    name = f"scisr-blended-{uuid.uuid4().hex}"
+    name = block_array_name("blended")
     dsk = {
         (name, 0, i, j): (partial(_block, cache, ks, (*rows[i], *cols[j]), cast, counter),)
         for (i, j), ks in plan.items()

@@ -247,7 +247,7 @@ def _gridded(path: Path, steps: int = 2, h: int = 90, w: int = 110) -> Path:
     import xarray as xr
 
     data = np.stack([_field(h, w, seed=t)[0] for t in range(steps)]).astype(np.float32)
-    data[1, 30:60, 40:80] = np.nan  # a gap across several blocks
+    data[-1, 30:60, 40:80] = np.nan  # a gap across several blocks
     ds = xr.Dataset(
         {"tas": (("time", "lat", "lon"), data, {"units": "K", "long_name": "air temperature"})},
         coords={"time": np.arange(steps), "lat": np.linspace(-30, 30, h), "lon": np.linspace(0, 80, w)},
@@ -440,3 +440,32 @@ def test_window_cache_blocks_equal_whole_field_inference_in_any_order(small_bloc
         assert cache.runs == n_windows
     else:
         assert cache.runs > n_windows
+
+
+@pytest.mark.parametrize("ext", [".nc", ".zarr", ".tif"])
+def test_streamed_writers_visit_blocks_in_row_order(tmp_path, small_blocks, monkeypatch, ext):
+    """Every writer stores blended blocks row by row (xarray's own order is scattered), so the shared
+    window cache runs each window once and holds about two rows of windows."""
+    from sciSR.io import window_cache
+
+    caches: list[window_cache.WindowCache] = []
+    seen: list[tuple[int, int]] = []
+    init, block = window_cache.WindowCache.__init__, window_cache._block
+
+    def record_init(self, *a, **k):
+        init(self, *a, **k)
+        caches.append(self)
+
+    def record_block(cache, ks, region, cast, counter):
+        seen.append(region[::2])
+        return block(cache, ks, region, cast, counter)
+
+    monkeypatch.setattr(window_cache.WindowCache, "__init__", record_init)
+    monkeypatch.setattr(window_cache, "_block", record_block)
+    src = _gridded(tmp_path / "in.nc", steps=1)
+    net = sciSR.create_model("rcan", scale=2, pretrained=False, n_resgroups=1, n_resblocks=1, n_feats=8)
+    sciSR.downscale(src, model=net, scale=2, out=tmp_path / f"s{ext}", **TILED)
+    assert len(caches) == 1 and len(seen) > 4
+    # row by row (a GeoTIFF written north-up from a south-up grid goes from the last row up)
+    assert seen in (sorted(seen), sorted(seen, key=lambda r: (-r[0], r[1]))), seen
+    assert caches[0].runs == len(caches[0].wins)
