@@ -25,9 +25,10 @@ thread count by the rule in :mod:`sciSR.workers`. The graph is built without cal
 
 ``_run_dask(a, pipe, scale, work, cast, out_dt, periodic_x, nlead, c, name)`` is the entry point
 for adapters that open files as dask arrays. Inside a file-to-file call
-(:data:`sciSR.io.streaming.STREAMED_CALL`, no covariates) each field is computed region by region
-instead (:func:`sciSR.io.streaming.region_array`: independent blocks, so the writer's peak memory is
-about one block); the output's spatial chunks are then those blocks.
+(:data:`sciSR.io.streaming.STREAMED_CALL`, no covariates) each field larger than one streamed
+block is computed region by region instead (:func:`sciSR.io.streaming.region_array`: independent
+blocks, so the writer's peak memory is about one block); the output's spatial chunks are then those
+blocks.
 """
 
 from __future__ import annotations
