@@ -693,7 +693,7 @@ def _downscale_var_stream(
     """
     import dask.array as dsa
 
-    from .streaming import fit_stream, region_array
+    from .streaming import fit_stream, region_array, region_layout
 
     c = pipe.in_channels
     spec = getattr(pipe.model, "spec", None)
@@ -709,6 +709,7 @@ def _downscale_var_stream(
     _, out_enc = _cast(np.zeros((1, 1, 1), np.float32), src, dtype, nodata, enc, None)
     scales, offsets = enc.get("scales"), enc.get("offsets")
     items, norms = [], []
+    layout = None
     for idx in np.ndindex(*shape):
         x = arr[idx] if cdim is not None else arr[idx][None]
         nz = fit_stream(pipe, x, da.name)
@@ -724,6 +725,8 @@ def _downscale_var_stream(
         def cast(y: np.ndarray, e: dict[str, Any] = item_enc, ax: int | None = axis) -> np.ndarray:
             return _cast(y, src, dtype, nodata, e, ax)[0]
 
+        if layout is None:  # planned once for every band
+            layout = region_layout(pipe, (da.sizes["y"], da.sizes["x"]), periodic)
         hr = region_array(
             x,
             pipe,
@@ -733,6 +736,7 @@ def _downscale_var_stream(
             c_out=c_out,
             periodic_x=periodic,
             desc=f"sciSR {da.name}",
+            layout=layout,
         )
         items.append(hr if cdim is not None else hr[0])
     y = dsa.stack(items).reshape(*shape, *items[0].shape) if items else None

@@ -29,7 +29,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..normalize import Normalizer
     from ..pipeline import Pipeline
-    from ..tiling import Window
+    from .streaming import RegionLayout
 
 
 #: Window outputs a field's cache may keep (bytes; at least two rows of windows).
@@ -48,38 +48,33 @@ class WindowCache:
 
     Args:
         x: ``(C, H, W)`` LR field (dask or numpy), float, NaN invalid.
-        pipe: The streamed pipeline.
+        layout: The field's blended :class:`sciSR.io.streaming.RegionLayout`.
         normalizers: One per channel, fitted on the whole variable.
-        wins: The whole field's windows (padded coordinates).
-        uses: How many blocks use each window.
-        pad: Columns of periodic padding.
     """
 
-    def __init__(
-        self,
-        x: Any,
-        pipe: Pipeline,
-        normalizers: list[Normalizer],
-        wins: list[Window],
-        uses: list[int],
-        pad: int,
-    ) -> None:
+    def __init__(self, x: Any, layout: RegionLayout, normalizers: list[Normalizer]) -> None:
+        pipe = layout.pipe
         self.x = x
         self.handle = _Handle(pipe)
         self.normalizers = normalizers
-        self.wins = wins
-        self.left = list(uses)
-        self.pad = pad
+        self.wins = list(layout.windows)
+        self.pad = layout.pad
+        self.tiler = pipe.stream_tiler(layout.shape[0], layout.shape[1] + 2 * self.pad)
+        self.left = [0] * len(self.wins)
+        for row in layout.touching:
+            for ks in row:
+                for k in ks:
+                    self.left[k] += 1
         self.outputs: dict[int, np.ndarray] = {}
         self.held = 0
-        # two rows of window outputs at least: blocks in (reverse) row-major order then never run a
-        # window twice, whatever the field's height
+        # two rows of window outputs at least: blocks in row-major order then never run a window
+        # twice, whatever the field's height
         s, c_out = (
             pipe.scale,
             int(getattr(getattr(pipe.model, "spec", None), "out_channels", 0) or x.shape[0]),
         )
-        per_row = len({(w.x0, w.x1) for w in wins})
-        largest = max(((w.y1 - w.y0) * (w.x1 - w.x0) for w in wins), default=0)
+        per_row = len({(w.x0, w.x1) for w in self.wins})
+        largest = max(((w.y1 - w.y0) * (w.x1 - w.x0) for w in self.wins), default=0)
         self.cap = max(CACHE_BYTES, 2 * per_row * largest * s * s * c_out * 4)
         self.lock = threading.Lock()
         self.runs = 0
@@ -150,8 +145,6 @@ def _block(
     c = int(cache.x.shape[0])
     lr = cache.x[:, y0:y1, x0:x1]
     lr = np.asarray(lr.compute(scheduler="synchronous") if is_dask(lr) else lr)
-    pipe = cache.handle.pipe
-    tiler = pipe.stream_tiler(int(cache.x.shape[1]), int(cache.x.shape[2]) + 2 * cache.pad)
     outputs = cache.take(ks)
     try:
         y = _block_task(
@@ -159,7 +152,7 @@ def _block(
             outputs,
             [cache.wins[k] for k in ks],
             lr if c > 1 else lr[0],
-            tiler,
+            cache.tiler,
             (y0, x0 + cache.pad),
             (y0, x0),
             cache.normalizers,
@@ -177,27 +170,21 @@ def _block(
 
 def blended_blocks(
     x: Any,
-    pipe: Pipeline,
+    layout: RegionLayout,
     normalizers: list[Normalizer],
-    rows: list[tuple[int, int]],
-    cols: list[tuple[int, int]],
     cast: Callable[[np.ndarray], np.ndarray],
     out_dtype: Any,
     c_out: int,
-    periodic_x: bool,
 ) -> Any:
     """The HR result of one field as independent block tasks over a shared :class:`WindowCache`.
 
     Args:
         x: ``(C, H, W)`` dask or numpy array, float, NaN invalid.
-        pipe: The streamed pipeline (blended tiler).
+        layout: The field's blended :class:`sciSR.io.streaming.RegionLayout`.
         normalizers: One per channel.
-        rows: LR row ranges of the blocks.
-        cols: LR column ranges of the blocks.
         cast: Output cast of each finished block.
         out_dtype: What ``cast`` returns.
         c_out: Model output channels.
-        periodic_x: The last axis wraps.
 
     Returns:
         Dask array ``(C_out, s·H, s·W)`` with one chunk per block.
@@ -205,32 +192,16 @@ def blended_blocks(
     Shape:
         ``(C, H, W) -> (C_out, s·H, s·W)``.
     """
-    import dask.array as dsa
-    from dask.highlevelgraph import HighLevelGraph
+    from .streaming import BLOCKS, block_array, block_array_name
 
-    from .streaming import BLOCKS, block_array_name
-
-    _c, h, w = (int(n) for n in x.shape)
-    s = pipe.scale
-    pad = min(pipe.halo, w) if periodic_x else 0
-    tiler = pipe.stream_tiler(h, w + 2 * pad)
-    wins = tiler.windows(h, w + 2 * pad)
-    index = {win: k for k, win in enumerate(wins)}
-    plan = {}
-    uses = [0] * len(wins)
-    for i, (y0, y1) in enumerate(rows):
-        for j, (x0, x1) in enumerate(cols):
-            ks = [index[win] for win in tiler.touching(wins, (y0, y1, x0 + pad, x1 + pad))]
-            for k in ks:
-                uses[k] += 1
-            plan[i, j] = ks
-    cache = WindowCache(x, pipe, normalizers, wins, uses, pad)
+    cache = WindowCache(x, layout, normalizers)
     counter = BLOCKS.get()
     name = block_array_name("blended")
     dsk = {
-        (name, 0, i, j): (partial(_block, cache, ks, (*rows[i], *cols[j]), cast, counter),)
-        for (i, j), ks in plan.items()
+        (name, 0, i, j): (
+            partial(_block, cache, list(ks), (*layout.rows[i], *layout.cols[j]), cast, counter),
+        )
+        for i, row in enumerate(layout.touching)
+        for j, ks in enumerate(row)
     }
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
-    chunks = ((c_out,), tuple(s * (b - a) for a, b in rows), tuple(s * (b - a) for a, b in cols))
-    return dsa.Array(graph, name, chunks, meta=np.empty((0, 0, 0), np.dtype(out_dtype)))
+    return block_array(name, dsk, layout, c_out, out_dtype)

@@ -424,8 +424,9 @@ def test_window_cache_blocks_equal_whole_field_inference_in_any_order(small_bloc
     x[0, 30:50, 20:60] = np.nan
     normalizers = pipe.fit(x[None])
     whole = pipe.run(x[None], normalizers)[0]
-    rows, cols = streaming.region_grid(pipe, (90, 110))
-    arr = window_cache.blended_blocks(x, pipe, normalizers, rows, cols, lambda y: y, np.float32, 1, False)
+    layout = streaming.region_layout(pipe, (90, 110))
+    rows, cols = layout.rows, layout.cols
+    arr = window_cache.blended_blocks(x, layout, normalizers, lambda y: y, np.float32, 1)
     cache = next(t[0].args[0] for t in arr.dask.values() if hasattr(t[0], "args"))
     n_windows = len(cache.wins)
     idx = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
